@@ -28,7 +28,7 @@ M5_LEVELS: dict[str, list[str]] = {
     "Level8": ["store_id", "cat_id"],
     "Level9": ["store_id", "dept_id"],
     "Level10": ["item_id"],
-    "Level11": ["item_id", "state_id"],
+    "Level11": ["state_id", "item_id"],  # the weights file keys it state first (CA, FOODS_1_001)
     "Level12": ["item_id", "store_id"],
 }
 M5_ID_COLUMNS = ["item_id", "dept_id", "cat_id", "store_id", "state_id"]

@@ -1,0 +1,1 @@
+"""Forecast evaluation: M5 accuracy metrics (RMSSE, MASE, WRMSSE, WSPL) and their reporting."""

@@ -1,0 +1,1 @@
+"""SHAP explanations of the global LightGBM forecasts."""

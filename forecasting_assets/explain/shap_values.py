@@ -1,0 +1,105 @@
+"""SHAP values of the LightGBM forecasts (shap's TreeExplainer, exact for tree models).
+
+The model predicts each series' target standardized by that series' mean and standard deviation, so
+raw SHAP values are in standard deviations. Multiplying by the series' standard deviation turns them
+into units of sales, exactly: ``forecast = mean + std * (base_value + Σ shap)``. Both are stored.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+
+ID_COLUMNS = ("unique_id", "ds")
+
+
+def sample_series(features: pd.DataFrame, max_rows: int, seed: int = 0) -> tuple[pd.DataFrame, int]:
+    """Keep whole series (all horizon steps) until ``max_rows``; the top-level series is always kept."""
+    ids = features["unique_id"].drop_duplicates().to_numpy()
+    rows_per_series = max(1, len(features) // max(1, len(ids)))
+    n_keep = max(1, max_rows // rows_per_series)
+    if n_keep >= len(ids):
+        return features, len(ids)
+    rng = np.random.default_rng(seed)
+    keep = set(rng.choice(ids, size=n_keep, replace=False))
+    keep.add(ids[0])
+    return features[features["unique_id"].isin(keep)], len(keep)
+
+
+def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Long SHAP table: unique_id, ds, feature, feature_value, shap_value, shap_units; and the base value.
+
+    ``model`` is a ``FittedGlobalModel``; ``features`` the rows it saw at forecast time.
+    """
+    import shap
+
+    booster = model.mlf.models_["LightGBM"]
+    feature_names = list(booster.feature_name_)
+    matrix = features[feature_names]
+    explainer = shap.TreeExplainer(booster)
+    values = np.asarray(explainer.shap_values(matrix))
+    base_value = float(np.ravel(explainer.expected_value)[0])
+
+    uids = np.asarray(model.mlf.ts.uids)
+    stats = np.asarray(model.mlf.ts.target_transforms[0].scaler_.stats_)  # mean, std per series
+    std_by_id = pd.Series(stats[:, 1], index=uids)
+    std = std_by_id.reindex(features["unique_id"]).to_numpy()
+
+    n_rows, n_features = values.shape
+    long = pd.DataFrame(
+        {
+            "unique_id": np.repeat(features["unique_id"].to_numpy(), n_features),
+            "ds": np.repeat(features["ds"].to_numpy(), n_features),
+            "feature": np.tile(feature_names, n_rows),
+            "feature_value": matrix.to_numpy(dtype=np.float64).reshape(-1),
+            "shap_value": values.reshape(-1),
+        }
+    )
+    long["shap_units"] = long["shap_value"] * np.repeat(std, n_features)
+    return long, base_value
+
+
+def global_importance(shap_long: pd.DataFrame) -> pd.DataFrame:
+    """feature, mean_abs_shap, mean_abs_shap_units, rank — over every explained forecast."""
+    table = (
+        shap_long.assign(abs_shap=shap_long["shap_value"].abs(), abs_units=shap_long["shap_units"].abs())
+        .groupby("feature", as_index=False)
+        .agg(mean_abs_shap=("abs_shap", "mean"), mean_abs_shap_units=("abs_units", "mean"))
+        .sort_values("mean_abs_shap", ascending=False, ignore_index=True)
+    )
+    table["rank"] = np.arange(1, len(table) + 1)
+    return table
+
+
+def top_drivers(shap_long: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """Each series' ``n`` strongest drivers over the horizon: unique_id, rank, feature, mean_shap_units."""
+    per_feature = (
+        shap_long.assign(abs_units=shap_long["shap_units"].abs())
+        .groupby(["unique_id", "feature"], as_index=False)
+        .agg(mean_abs_shap_units=("abs_units", "mean"), mean_shap_units=("shap_units", "mean"))
+        .sort_values(["unique_id", "mean_abs_shap_units"], ascending=[True, False])
+    )
+    per_feature["rank"] = per_feature.groupby("unique_id").cumcount() + 1
+    return per_feature[per_feature["rank"] <= n].reset_index(drop=True)
+
+
+def summary_plot_png(shap_long: pd.DataFrame, max_display: int = 15) -> bytes:
+    """shap's beeswarm summary plot as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shap
+
+    wide_values = shap_long.pivot_table(index=["unique_id", "ds"], columns="feature", values="shap_value")
+    wide_features = shap_long.pivot_table(index=["unique_id", "ds"], columns="feature", values="feature_value")
+    plt.figure()
+    shap.summary_plot(wide_values.to_numpy(), wide_features.to_numpy(), feature_names=list(wide_values.columns), show=False, max_display=max_display)
+    figure = plt.gcf()
+    figure.set_size_inches(8, 6)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()

@@ -1,0 +1,64 @@
+"""Calendar features per series and period: events and SNAP days (known in advance, so usable ahead).
+
+For a series inside one state, ``snap`` is that state's SNAP flag; for a series spanning several states
+(the total, a category) it is the share of states with SNAP that day. Event columns are the same for
+every series: ``is_event`` and one ``event_<type>`` flag per event type in the calendar.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+
+def _snap_columns(calendar: pd.DataFrame) -> dict[str, str]:
+    return {col[len("snap_"):]: col for col in calendar.columns if col.startswith("snap_")}
+
+
+def _snap_owner_column(series_keys: pd.DataFrame, members: list[str]) -> str | None:
+    """The hierarchy column whose values are the SNAP suffixes (e.g. state_id for snap_CA)."""
+    for col in series_keys.columns:
+        if col in ("unique_id", "level", "level_order"):
+            continue
+        values = set(series_keys[col].dropna().astype(str))
+        if values and values <= set(members):
+            return col
+    return None
+
+
+def calendar_exogenous(series_keys: pd.DataFrame, calendar: pd.DataFrame | None) -> pd.DataFrame | None:
+    """unique_id, ds, is_event, event_<type>..., snap — for every series and calendar day (history + future)."""
+    if calendar is None or calendar.empty:
+        return None
+    per_day = pd.DataFrame({"ds": pd.to_datetime(calendar["ds"])})
+    names = calendar.get("event_name", pd.Series("", index=calendar.index)).fillna("").astype(str)
+    types = calendar.get("event_type", pd.Series("", index=calendar.index)).fillna("").astype(str)
+    per_day["is_event"] = (names != "").astype(np.float32).to_numpy()
+    for event_type in sorted({t for joined in types for t in joined.split("|") if t}):
+        slug = re.sub(r"[^a-z0-9]+", "_", event_type.lower()).strip("_")
+        per_day[f"event_{slug}"] = types.str.split("|").apply(lambda ts, e=event_type: e in ts).astype(np.float32).to_numpy()
+
+    ids = series_keys["unique_id"].to_numpy()
+    frame = pd.DataFrame({"unique_id": np.repeat(ids, len(per_day))})
+    frame = pd.concat([frame, pd.concat([per_day] * len(ids), ignore_index=True)], axis=1)
+
+    snaps = _snap_columns(calendar)
+    if snaps:
+        owner = _snap_owner_column(series_keys, list(snaps))
+        snap_matrix = calendar[list(snaps.values())].to_numpy(dtype=np.float32)  # days x members
+        member_index = {member: i for i, member in enumerate(snaps)}
+        if owner is not None:
+            owned = series_keys[owner].astype("string").map(member_index)
+            column_for_series = owned.fillna(-1).astype(int).to_numpy()
+        else:
+            column_for_series = np.full(len(ids), -1)
+        share = snap_matrix.mean(axis=1)
+        values = np.where(
+            column_for_series[:, None] >= 0,
+            snap_matrix[:, np.clip(column_for_series, 0, None)].T,
+            share[None, :],
+        )
+        frame["snap"] = values.reshape(-1).astype(np.float32)
+    return frame

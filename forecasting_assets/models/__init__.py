@@ -1,0 +1,1 @@
+"""Base forecasts: per-series statistical models (statsforecast) and a global LightGBM (mlforecast)."""

@@ -1,0 +1,110 @@
+"""Optuna tuning of the global LightGBM on rolling-origin cross-validation.
+
+The study lives in SQLite under ``data/`` (``optuna.db``) and is loaded if it exists, so each run adds
+trials to the previous ones instead of starting over. The objective is the mean RMSSE over series and
+windows (utilsforecast), on data that ends before the backtest windows, so the backtest that compares
+models stays out of sample.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from forecasting_assets.models.lightgbm_global import MODEL_NAME, FeatureSetup, make_mlforecast
+
+
+def suggest_params(trial) -> dict:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 100, 600, step=50),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 15, 127, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
+        "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
+def cv_rmsse(frame: pd.DataFrame, setup: FeatureSetup, params: dict, horizon: int, n_windows: int, n_jobs: int = 1) -> float:
+    """Mean RMSSE (one-step scale) of the global model over series and CV windows."""
+    from utilsforecast.losses import rmsse
+
+    mlf = make_mlforecast(setup, params, n_jobs=n_jobs)
+    cv = mlf.cross_validation(
+        frame, n_windows=n_windows, h=horizon, step_size=horizon, static_features=setup.static_features
+    )
+    scores = []
+    for cutoff, window in cv.groupby("cutoff"):
+        history = frame.loc[frame["ds"] <= cutoff, ["unique_id", "ds", "y"]]
+        per_series = rmsse(window[["unique_id", "ds", "y", MODEL_NAME]], models=[MODEL_NAME], seasonality=1, train_df=history)
+        scores.append(per_series[MODEL_NAME].replace([float("inf")], float("nan")))
+    return float(pd.concat(scores).mean())
+
+
+def tune(
+    frame: pd.DataFrame,
+    setup: FeatureSetup,
+    horizon: int,
+    n_windows: int,
+    n_trials: int,
+    timeout_s: float,
+    storage_url: str,
+    study_name: str,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> dict:
+    """Add up to ``n_trials`` trials (or ``timeout_s`` seconds) to the persisted study; return its summary."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage_url,
+        direction="minimize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed + len_trials(storage_url, study_name)),
+    )
+    trials_before = len(study.trials)
+    if trials_before == 0:
+        study.enqueue_trial({k: v for k, v in _defaults_as_trial().items()})
+    started = time.perf_counter()
+    study.optimize(
+        lambda trial: cv_rmsse(frame, setup, suggest_params(trial), horizon, n_windows, n_jobs),
+        n_trials=n_trials,
+        timeout=timeout_s,
+        catch=(ValueError,),
+    )
+    complete = [t for t in study.trials if t.value is not None]
+    best = study.best_trial
+    return {
+        "study_name": study_name,
+        "storage": storage_url,
+        "best_params": dict(best.params),
+        "best_value": float(best.value),
+        "best_trial": int(best.number),
+        "n_trials_total": len(study.trials),
+        "n_trials_complete": len(complete),
+        "n_trials_this_run": len(study.trials) - trials_before,
+        "seconds_this_run": round(time.perf_counter() - started, 2),
+        "cv_windows": n_windows,
+        "objective": "mean RMSSE over series and windows",
+    }
+
+
+def len_trials(storage_url: str, study_name: str) -> int:
+    """Trials already in the study (0 when it does not exist yet): varies the sampler seed across runs."""
+    import optuna
+
+    try:
+        return len(optuna.load_study(study_name=study_name, storage=storage_url).trials)
+    except KeyError:
+        return 0
+
+
+def _defaults_as_trial() -> dict:
+    from forecasting_assets.models.lightgbm_global import DEFAULT_PARAMS
+
+    keys = ["n_estimators", "learning_rate", "num_leaves", "min_child_samples", "colsample_bytree", "subsample", "reg_lambda"]
+    return {k: DEFAULT_PARAMS[k] for k in keys}

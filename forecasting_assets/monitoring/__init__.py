@@ -1,0 +1,1 @@
+"""Data drift between the training window and the latest window (Evidently)."""

@@ -1,0 +1,1 @@
+"""Coherent forecasts across the hierarchy with hierarchicalforecast."""

@@ -1,0 +1,143 @@
+"""Reconcile base forecasts with hierarchicalforecast and turn the result into long tables.
+
+Methods: BottomUp; TopDown (forecast proportions) where the hierarchy is strictly hierarchical
+(M5's grouped hierarchy is not, so it is skipped there, with the reason recorded); MinTrace ``ols`` and
+``wls_struct`` (non-negative); MinTrace ``mint_shrink`` (non-negative) when residuals are available and
+the hierarchy is small enough for its dense n×n covariance, else ``MinTraceSparse``.
+
+Residuals for ``mint_shrink`` come from earlier rolling-origin windows (multi-step forecast errors),
+never from the window being reconciled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecasting_assets.hierarchy.aggregation import summing_matrix, tags_from_keys
+
+BASE_METHOD = "base"
+
+
+@dataclass
+class ReconcilerChoice:
+    name: str
+    reconciler: object
+    needs_residuals: bool
+
+
+def is_strictly_hierarchical(series_keys: pd.DataFrame, structure: pd.DataFrame) -> bool:
+    from hierarchicalforecast.utils import is_strictly_hierarchical as hf_strict
+
+    order = pd.Index(series_keys["unique_id"])
+    s_df = summing_matrix(structure, list(order))
+    positions = {level: order.get_indexer(ids) for level, ids in tags_from_keys(series_keys).items()}
+    return bool(hf_strict(s_df.drop(columns="unique_id").to_numpy(), positions))
+
+
+def reconcilers(
+    n_series: int, strictly_hierarchical: bool, with_residuals: bool, dense_limit: int = 3000
+) -> tuple[list[ReconcilerChoice], dict[str, str]]:
+    """The reconcilers that apply here, and the ones skipped with the reason."""
+    from hierarchicalforecast.methods import BottomUp, MinTrace, MinTraceSparse, TopDown
+
+    chosen = [ReconcilerChoice("BottomUp", BottomUp(), False)]
+    skipped: dict[str, str] = {}
+    if strictly_hierarchical:
+        chosen.append(ReconcilerChoice("TopDown_method-forecast_proportions", TopDown(method="forecast_proportions"), False))
+    else:
+        skipped["TopDown"] = "the hierarchy is grouped (not strictly hierarchical); TopDown needs a tree"
+    if n_series <= dense_limit:
+        chosen.append(ReconcilerChoice("MinTrace_method-ols", MinTrace(method="ols", nonnegative=True), False))
+        chosen.append(ReconcilerChoice("MinTrace_method-wls_struct", MinTrace(method="wls_struct", nonnegative=True), False))
+        if with_residuals:
+            chosen.append(ReconcilerChoice("MinTrace_method-mint_shrink", MinTrace(method="mint_shrink", nonnegative=True), True))
+        else:
+            skipped["MinTrace_method-mint_shrink"] = "no residuals from earlier windows for this window"
+    else:
+        chosen.append(ReconcilerChoice("MinTraceSparse_method-wls_struct", MinTraceSparse(method="wls_struct"), False))
+        skipped["MinTrace"] = f"{n_series} series: dense n x n MinTrace replaced by MinTraceSparse"
+    return chosen, skipped
+
+
+def reconcile(
+    base: pd.DataFrame,
+    models: list[str],
+    series_keys: pd.DataFrame,
+    structure: pd.DataFrame,
+    residuals: pd.DataFrame | None = None,
+    strictly_hierarchical: bool | None = None,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Reconcile wide base forecasts (unique_id, ds, models...). Returns wide output and skipped methods.
+
+    ``residuals``: unique_id, ds, y and the same model columns over earlier periods (or None).
+    """
+    from hierarchicalforecast.core import HierarchicalReconciliation
+
+    order = list(series_keys["unique_id"])
+    if strictly_hierarchical is None:
+        strictly_hierarchical = is_strictly_hierarchical(series_keys, structure)
+    choices, skipped = reconcilers(len(order), strictly_hierarchical, residuals is not None and len(residuals) > 0)
+    s_df = summing_matrix(structure, order)
+    tags = tags_from_keys(series_keys)
+    y_hat = base[["unique_id", "ds", *models]].copy()
+    kwargs = {}
+    if residuals is not None and len(residuals):
+        kwargs["Y_df"] = residuals[["unique_id", "ds", "y", *models]]
+    outputs = []
+    for choice in choices:
+        if choice.needs_residuals and "Y_df" not in kwargs:
+            continue
+        hrec = HierarchicalReconciliation(reconcilers=[choice.reconciler])
+        try:
+            result = hrec.reconcile(Y_hat_df=y_hat, S_df=s_df, tags=tags, **(kwargs if choice.needs_residuals else {}))
+        except Exception as error:  # degenerate residuals, singular matrices: record and go on
+            skipped[choice.name] = f"failed: {type(error).__name__}: {error}"[:300]
+            continue
+        new_cols = [c for c in result.columns if c not in y_hat.columns]
+        outputs.append(result[["unique_id", "ds", *new_cols]])
+    merged = y_hat
+    for out in outputs:
+        merged = merged.merge(out, on=["unique_id", "ds"], how="left")
+    return merged, skipped
+
+
+def to_long(wide: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
+    """Wide reconciled frame -> unique_id, ds, [cutoff], model, method, yhat (base models: method 'base')."""
+    value_cols = [c for c in wide.columns if c not in id_columns and c != "y"]
+    long = wide.melt(id_vars=id_columns, value_vars=value_cols, var_name="column", value_name="yhat")
+    parts = long["column"].str.split("/", n=1, expand=True)
+    long["model"] = parts[0]
+    long["method"] = parts[1].fillna(BASE_METHOD) if parts.shape[1] > 1 else BASE_METHOD
+    return long.drop(columns="column")
+
+
+def reconcile_backtest(
+    backtest: pd.DataFrame, models: list[str], series_keys: pd.DataFrame, structure: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Reconcile each backtest window after the first, with residuals from the windows before it.
+
+    Returns a wide frame (unique_id, ds, cutoff, y, base and reconciled columns) for windows 2..n.
+    """
+    strict = is_strictly_hierarchical(series_keys, structure)
+    cutoffs = sorted(backtest["cutoff"].unique())
+    frames, skipped_all = [], {}
+    for k, cutoff in enumerate(cutoffs[1:], start=1):
+        window = backtest[backtest["cutoff"] == cutoff]
+        earlier = backtest[backtest["cutoff"].isin(cutoffs[:k])]
+        reconciled, skipped = reconcile(window, models, series_keys, structure, residuals=earlier, strictly_hierarchical=strict)
+        reconciled = reconciled.merge(window[["unique_id", "ds", "cutoff", "y"]], on=["unique_id", "ds"])
+        frames.append(reconciled)
+        skipped_all.update(skipped)
+    return pd.concat(frames, ignore_index=True), skipped_all
+
+
+def reconciled_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if "/" in c]
+
+
+def negative_share(frame: pd.DataFrame, columns: list[str]) -> float:
+    values = frame[columns].to_numpy()
+    return float(np.mean(values < -1e-9)) if values.size else 0.0

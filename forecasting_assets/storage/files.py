@@ -1,0 +1,82 @@
+"""Atomic file writes: write to a temporary file in the same folder, fsync, then ``os.replace``.
+
+A crash (even SIGKILL) mid-write leaves the previous version of the file intact and readable, and at
+worst a stray ``.tmp-*`` file that the next write of the same output cleans up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove leftovers of interrupted writes of ``path`` (``.<name>.tmp-*``) by dead writers."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = stale.name.rsplit(".tmp-", 1)[1].split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` then atomically move ``tmp`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    tmp = _tmp_path(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> Path:
+    return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    def _write(tmp: Path) -> None:
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
+
+    return atomic_write(path, _write)
+
+
+def write_pickle(obj: Any, path: Path) -> Path:
+    def _write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    return atomic_write(path, _write)
+
+
+def write_bytes(data: bytes, path: Path) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_text(text: str, path: Path) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -1,0 +1,87 @@
+"""The DuckDB warehouse: a small catalog file of views over the per-asset Parquet files.
+
+Why views over files instead of tables inside the database:
+
+* the pipeline never holds ``warehouse.duckdb`` open for writing, so a reader that keeps it open
+  (a notebook, the DuckDB CLI) can never make a run fail with "Could not set lock on file";
+* each asset's Parquet file is replaced atomically, and the catalog itself is rebuilt in a temporary
+  file and moved into place, so a crash never leaves a half-written table or catalog;
+* a reader that holds the old catalog open still sees fresh data (views read the files by path).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+from forecasting_assets.storage.files import atomic_write
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@contextmanager
+def _catalog_lock(warehouse: Path):
+    """Serialize catalog rebuilds between processes (multiprocess executor, concurrent runs)."""
+    lock_path = warehouse.with_name(warehouse.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def table_files(outputs_dir: Path) -> dict[str, Path]:
+    """Every ``<table>.parquet`` in ``outputs_dir`` whose name is a plain SQL identifier."""
+    return {
+        path.stem: path.resolve()
+        for path in sorted(Path(outputs_dir).glob("*.parquet"))
+        if _IDENTIFIER.match(path.stem)
+    }
+
+
+def rebuild_catalog(outputs_dir: Path, warehouse: Path) -> list[str]:
+    """Write a fresh catalog with one view per Parquet file and move it onto ``warehouse`` atomically."""
+    import duckdb
+
+    warehouse = Path(warehouse)
+    with _catalog_lock(warehouse):
+        tables = table_files(outputs_dir)
+
+        def _write(tmp: Path) -> None:
+            con = duckdb.connect(str(tmp))
+            try:
+                for name, path in tables.items():
+                    literal = str(path).replace("'", "''")
+                    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{literal}')")
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+
+        atomic_write(warehouse, _write)
+        wal = warehouse.with_name(warehouse.name + ".wal")
+        if wal.exists() and not os.path.getsize(wal):
+            wal.unlink(missing_ok=True)
+    return list(tables)
+
+
+def connect(warehouse: Path | None = None):
+    """A read-only DuckDB connection to the warehouse (safe while the pipeline runs)."""
+    import duckdb
+
+    from forecasting_assets.paths import warehouse_path
+
+    return duckdb.connect(str(warehouse or warehouse_path()), read_only=True)
+
+
+def query(sql: str, params: list | None = None, warehouse: Path | None = None):
+    """Run a (parameterized) query on the warehouse and return a pandas DataFrame."""
+    con = connect(warehouse)
+    try:
+        return con.execute(sql, params or []).df()
+    finally:
+        con.close()
