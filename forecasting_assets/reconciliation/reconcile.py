@@ -97,7 +97,8 @@ def reconcile(
             skipped[choice.name] = f"failed: {type(error).__name__}: {error}"[:300]
             continue
         new_cols = [c for c in result.columns if c not in y_hat.columns]
-        outputs.append(result[["unique_id", "ds", *new_cols]])
+        out = result[["unique_id", "ds", *new_cols]]
+        outputs.append(out.rename(columns={c: c.replace("_nonnegative-True", "") for c in new_cols}))
     merged = y_hat
     for out in outputs:
         merged = merged.merge(out, on=["unique_id", "ds"], how="left")
@@ -105,13 +106,20 @@ def reconcile(
 
 
 def to_long(wide: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
-    """Wide reconciled frame -> unique_id, ds, [cutoff], model, method, yhat (base models: method 'base')."""
-    value_cols = [c for c in wide.columns if c not in id_columns and c != "y"]
-    long = wide.melt(id_vars=id_columns, value_vars=value_cols, var_name="column", value_name="yhat")
-    parts = long["column"].str.split("/", n=1, expand=True)
-    long["model"] = parts[0]
+    """Wide frame -> id columns, model ('AutoETS/BottomUp'), base_model, method ('base' for base models), yhat."""
+    value_cols = [c for c in wide.columns if c not in id_columns]
+    long = wide.melt(id_vars=id_columns, value_vars=value_cols, var_name="model", value_name="yhat")
+    parts = long["model"].str.split("/", n=1, expand=True)
+    long["base_model"] = parts[0]
     long["method"] = parts[1].fillna(BASE_METHOD) if parts.shape[1] > 1 else BASE_METHOD
-    return long.drop(columns="column")
+    return long
+
+
+def to_wide(long: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
+    """Inverse of ``to_long``: one column per model."""
+    wide = long.pivot_table(index=id_columns, columns="model", values="yhat", aggfunc="first", observed=True)
+    wide.columns.name = None
+    return wide.reset_index()
 
 
 def reconcile_backtest(

@@ -1,0 +1,1 @@
+"""Jobs, the nightly schedule and the sensors (landing folder, drift)."""

@@ -1,0 +1,49 @@
+"""The code location: every stage's assets, checks, jobs, schedules, sensors and resources.
+
+Environment (all optional): FORECASTING_SOURCE (source folder; default data/demo),
+FORECASTING_TRAIN_END (last training date; later data is scored as a holdout), FORECASTING_HORIZON,
+FORECASTING_WEIGHTS (an M5 weights CSV), FORECASTING_LANDING (landing folder; default data/landing).
+"""
+
+
+import dagster as dg
+
+from forecasting_assets.automation.jobs import full_pipeline_job, refresh_forecasts_job, retrain_job
+from forecasting_assets.automation.schedules import nightly_refresh_schedule
+from forecasting_assets.automation.sensors import drift_retrain_sensor, landing_folder_sensor
+from forecasting_assets.evaluation import assets as evaluation
+from forecasting_assets.explain import assets as explain
+from forecasting_assets.features import assets as features
+from forecasting_assets.hierarchy import assets as hierarchy
+from forecasting_assets.ingest import assets as ingest
+from forecasting_assets.models import assets as models
+from forecasting_assets.monitoring import assets as monitoring
+from forecasting_assets.reconciliation import assets as reconciliation
+from forecasting_assets.resources import ForecastSettings, SalesSource, env, mlflow_tracking
+from forecasting_assets.storage.io_manager import WarehouseIOManager
+
+STAGES = [ingest, hierarchy, features, models, reconciliation, evaluation, explain, monitoring]
+
+
+def build_resources() -> dict:
+    horizon = env("FORECASTING_HORIZON")
+    return {
+        "io_manager": WarehouseIOManager(),
+        "source": SalesSource(folder=env("FORECASTING_SOURCE", "") or "", landing_folder=env("FORECASTING_LANDING", "") or ""),
+        "settings": ForecastSettings(
+            train_end=env("FORECASTING_TRAIN_END"),
+            horizon=int(horizon) if horizon else None,
+            weights_file=env("FORECASTING_WEIGHTS"),
+        ),
+        "mlflow": mlflow_tracking.configured({"experiment_name": env("FORECASTING_EXPERIMENT", "forecasting_assets")}),
+    }
+
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules(STAGES),
+    asset_checks=dg.load_asset_checks_from_modules(STAGES),
+    jobs=[full_pipeline_job, refresh_forecasts_job, retrain_job],
+    schedules=[nightly_refresh_schedule],
+    sensors=[landing_folder_sensor, drift_retrain_sensor],
+    resources=build_resources(),
+)

@@ -1,0 +1,1 @@
+"""Ingestion: read a source folder (``sources``) and validate its rows (``validation``)."""

@@ -1,0 +1,107 @@
+"""Reconciliation: coherent forecasts for every base model and method; the method is chosen by backtest."""
+
+
+import dagster as dg
+import pandas as pd
+
+from forecasting_assets.hierarchy.aggregation import check_coherence
+from forecasting_assets.metadata import frame_metadata
+from forecasting_assets.models.assets import BASE_MODELS
+from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, to_long
+
+COHERENCE_TOLERANCE = 1e-6
+
+
+@dg.asset(
+    group_name="reconciliation",
+    description=(
+        "Backtest windows 2..n reconciled with every method, each using residuals of the windows before it "
+        "(long: unique_id, ds, cutoff, y, model, base_model, method, yhat). Used to choose the method."
+    ),
+)
+def reconciled_backtest(
+    context: dg.AssetExecutionContext, backtest_forecasts: pd.DataFrame, series_keys: pd.DataFrame, hierarchy_structure: pd.DataFrame
+) -> pd.DataFrame:
+    wide, skipped = reconcile_backtest(backtest_forecasts, BASE_MODELS, series_keys, hierarchy_structure)
+    long = to_long(wide, ["unique_id", "ds", "cutoff", "y"])
+    context.add_output_metadata({**frame_metadata(long), "methods": ", ".join(sorted(long["method"].unique())), "skipped": dg.MetadataValue.json(skipped)})
+    return long
+
+
+@dg.asset(
+    group_name="reconciliation",
+    description=(
+        "Future forecasts reconciled with every method (BottomUp, TopDown where the hierarchy is a tree, "
+        "MinTrace ols/wls_struct/mint_shrink, non-negative); the backtest-chosen one is flagged is_chosen."
+    ),
+)
+def reconciled_forecasts(
+    context: dg.AssetExecutionContext,
+    base_forecasts: pd.DataFrame,
+    backtest_forecasts: pd.DataFrame,
+    backtest_metrics: pd.DataFrame,
+    series_keys: pd.DataFrame,
+    hierarchy_structure: pd.DataFrame,
+) -> pd.DataFrame:
+    wide, skipped = reconcile(base_forecasts, BASE_MODELS, series_keys, hierarchy_structure, residuals=backtest_forecasts)
+    long = to_long(wide, ["unique_id", "ds"])
+    chosen, reason = choose_forecast(backtest_metrics)
+    long["is_chosen"] = long["model"] == chosen
+    if not long["is_chosen"].any():
+        raise RuntimeError(f"the backtest-chosen forecast {chosen} was not produced on the future horizon ({skipped})")
+    context.add_output_metadata(
+        {
+            **frame_metadata(long),
+            "chosen": chosen,
+            "why": reason,
+            "skipped": dg.MetadataValue.json(skipped),
+        }
+    )
+    return long
+
+
+def choose_forecast(backtest_metrics: pd.DataFrame) -> tuple[str, str]:
+    """The coherent (reconciled) forecast with the lowest mean WRMSSE over levels in the backtest."""
+    overall = backtest_metrics[(backtest_metrics["level"] == "__overall__") & (backtest_metrics["method"] != BASE_METHOD)]
+    ranked = overall.sort_values("wrmsse").reset_index(drop=True)
+    best = ranked.iloc[0]
+    runner_up = ranked.iloc[1] if len(ranked) > 1 else None
+    reason = f"lowest backtest mean WRMSSE over levels: {best['wrmsse']:.4f}"
+    if runner_up is not None:
+        reason += f" (next: {runner_up['model']} {runner_up['wrmsse']:.4f})"
+    return str(best["model"]), reason
+
+
+@dg.asset_check(
+    asset=reconciled_forecasts,
+    additional_ins={"hierarchy_structure": dg.AssetIn("hierarchy_structure")},
+    description="Every parent equals the sum of its bottom series within 1e-6, for every reconciled forecast.",
+    blocking=True,
+)
+def reconciled_forecasts_are_coherent(reconciled_forecasts: pd.DataFrame, hierarchy_structure: pd.DataFrame) -> dg.AssetCheckResult:
+    reconciled = reconciled_forecasts[reconciled_forecasts["method"] != BASE_METHOD]
+    wide = reconciled.pivot_table(index=["unique_id", "ds"], columns="model", values="yhat").reset_index()
+    gaps = check_coherence(wide, hierarchy_structure, [c for c in wide.columns if c not in ("unique_id", "ds")])
+    worst = float(gaps["max_abs_gap"].max())
+    return dg.AssetCheckResult(
+        passed=worst <= COHERENCE_TOLERANCE,
+        metadata={"max_abs_gap": worst, "per_model": dg.MetadataValue.md(gaps.to_markdown(index=False))},
+    )
+
+
+@dg.asset_check(asset=reconciled_forecasts, description="No reconciled forecast is negative.", blocking=True)
+def reconciled_forecasts_are_non_negative(reconciled_forecasts: pd.DataFrame) -> dg.AssetCheckResult:
+    negatives = reconciled_forecasts[reconciled_forecasts["yhat"] < -COHERENCE_TOLERANCE]
+    return dg.AssetCheckResult(passed=negatives.empty, metadata={"negative_values": len(negatives), "min": float(reconciled_forecasts["yhat"].min())})
+
+
+@dg.asset(
+    group_name="reconciliation",
+    description="The forecast to use: the chosen reconciled forecast per series and period, with its level (unique_id, level, ds, yhat, model).",
+)
+def final_forecasts(context: dg.AssetExecutionContext, reconciled_forecasts: pd.DataFrame, series_keys: pd.DataFrame) -> pd.DataFrame:
+    chosen = reconciled_forecasts[reconciled_forecasts["is_chosen"]]
+    table = chosen.merge(series_keys[["unique_id", "level"]], on="unique_id")[["unique_id", "level", "ds", "yhat", "model"]]
+    table = table.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    context.add_output_metadata({**frame_metadata(table), "model": str(table["model"].iloc[0])})
+    return table

@@ -1,0 +1,119 @@
+"""Resources: where the sales come from, how forecasts are made, and MLflow (chosen per environment)."""
+
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from forecasting_assets.paths import data_dir, default_demo_folder, landing_dir, project_home
+from forecasting_assets.spec import SourceSpec
+
+
+class SalesSource(dg.ConfigurableResource):
+    """The source folder (M5 wide or long format, optional ``source.yaml``) and the landing folder."""
+
+    folder: str = ""  # default: data/demo (the demo data)
+    landing_folder: str = ""  # default: data/landing
+
+    def folder_path(self) -> Path:
+        return _resolve(self.folder) if self.folder else default_demo_folder()
+
+    def landing_path(self) -> Path:
+        return _resolve(self.landing_folder) if self.landing_folder else landing_dir()
+
+
+class ForecastSettings(dg.ConfigurableResource):
+    """How forecasts are made and scored. Defaults suit daily retail data."""
+
+    train_end: str | None = None  # last date used for training; later data is held out and scored
+    horizon: int | None = None  # periods ahead; default from source.yaml or the frequency
+    n_windows: int = 3  # rolling-origin backtest windows (step = horizon); >= 3
+    ets_model: str = "ZNZ"  # AutoETS model string (error/trend/season; Z = chosen by AICc)
+    feature_window: int = 365  # periods of recent history for TSFresh features
+    weights_file: str | None = None  # an M5 weights CSV (Level_id, Agg_Level_1, Agg_Level_2, Weight)
+    weights_window: int = 28  # periods of recent sales for share-of-sales weights (no weights file)
+    n_jobs: int = 2
+    seed: int = 0
+
+    def horizon_for(self, spec: SourceSpec) -> int:
+        return int(self.horizon or spec.horizon)
+
+    def training_part(self, series: pd.DataFrame) -> pd.DataFrame:
+        """The history the models may learn from (up to ``train_end``)."""
+        if self.train_end is None:
+            return series
+        return series[series["ds"] <= pd.Timestamp(self.train_end)].reset_index(drop=True)
+
+    def holdout_part(self, series: pd.DataFrame, horizon: int) -> pd.DataFrame:
+        """The actuals after ``train_end`` within the horizon (empty without ``train_end``)."""
+        if self.train_end is None:
+            return series.iloc[0:0]
+        after = series[series["ds"] > pd.Timestamp(self.train_end)]
+        dates = sorted(after["ds"].unique())[:horizon]
+        return after[after["ds"].isin(dates)].reset_index(drop=True)
+
+    def weights_path(self) -> Path | None:
+        return _resolve(self.weights_file) if self.weights_file else None
+
+
+def _resolve(path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else (project_home() / candidate).resolve()
+
+
+def mlflow_tracking_uri() -> str:
+    return f"sqlite:///{data_dir() / 'mlflow.db'}"
+
+
+def mlflow_artifact_root() -> Path:
+    return data_dir() / "mlartifacts"
+
+
+@dg.resource(
+    config_schema={
+        "experiment_name": dg.Field(str, default_value="forecasting_assets"),
+        "mlflow_tracking_uri": dg.Field(dg.Noneable(str), default_value=None),
+    },
+    description="dagster-mlflow's MlFlow resource, imported lazily; the run is ended when the step ends.",
+)
+def mlflow_tracking(init_context):
+    """One MLflow run per Dagster run (dagster-mlflow tags it with the Dagster run id).
+
+    dagster-mlflow and mlflow are imported here, not at module level (~3 s), so the code location loads
+    fast. Artifacts go to ``data/mlartifacts``; the run is ended at step teardown so that an in-process
+    materialization never leaves it RUNNING.
+    """
+    import mlflow
+    from dagster_mlflow.resources import MlFlow
+
+    uri = init_context.resource_config.get("mlflow_tracking_uri") or mlflow_tracking_uri()
+    data_dir().mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    name = init_context.resource_config["experiment_name"]
+    if mlflow.get_experiment_by_name(name) is None:
+        mlflow.create_experiment(name, artifact_location=mlflow_artifact_root().as_uri())
+    context = _ConfiguredContext(init_context, {"experiment_name": name, "mlflow_tracking_uri": uri})
+    tracker = MlFlow(context)
+    try:
+        yield tracker
+    finally:
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+
+
+class _ConfiguredContext:
+    """The init context with a completed resource_config (MlFlow reads ``context.resource_config``)."""
+
+    def __init__(self, init_context, resource_config: dict):
+        self._inner = init_context
+        self.resource_config = resource_config
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
