@@ -39,11 +39,16 @@ def build_resources() -> dict:
     }
 
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(STAGES),
-    asset_checks=dg.load_asset_checks_from_modules(STAGES),
-    jobs=[full_pipeline_job, refresh_forecasts_job, retrain_job],
-    schedules=[nightly_refresh_schedule],
-    sensors=[landing_folder_sensor, drift_retrain_sensor],
-    resources=build_resources(),
-)
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    """The code location; tests pass their own resources (a temporary source folder, a train_end)."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules(STAGES),
+        asset_checks=dg.load_asset_checks_from_modules(STAGES),
+        jobs=[full_pipeline_job, refresh_forecasts_job, retrain_job],
+        schedules=[nightly_refresh_schedule],
+        sensors=[landing_folder_sensor, drift_retrain_sensor],
+        resources={**build_resources(), **(resources or {})},
+    )
+
+
+defs = build_definitions()

@@ -93,11 +93,6 @@ class SourceSpec:
                     seen.append(col)
         return seen
 
-    @property
-    def bottom_level(self) -> list[str]:
-        """The finest level: the one with the most columns."""
-        return max(self.levels, key=len)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from forecasting_assets.ingest.sources import (
     SourceError,
+    concat_raw_sales,
     infer_frequency,
     load_source_spec,
     read_calendar,
@@ -176,6 +178,15 @@ def test_infer_long_with_m5_ids_and_price(tmp_path: Path) -> None:
     assert bottom_key_columns(spec) == ["store_id", "item_id"]
 
 
+def test_long_folder_skips_lookup_tables(tmp_path: Path) -> None:
+    _long_frame("D").to_csv(tmp_path / "sales.csv", index=False)
+    pd.DataFrame({"store": ["n1", "n2", "s1"], "size": [1, 2, 3]}).to_csv(tmp_path / "stores.csv", index=False)
+    pd.DataFrame({"date": ["2024-01-01"], "holiday": ["New year"]}).to_csv(tmp_path / "holidays.csv", index=False)
+    spec = load_source_spec(tmp_path)
+    assert spec.files == ["sales.csv"] and spec.calendar_file is None
+    assert spec.levels == [[], ["region"], ["store"], ["region", "store"]]
+
+
 def test_source_yaml_is_read(tmp_path: Path) -> None:
     frame = _long_frame("W-FRI").rename(columns={"date": "week", "sales": "qty_sold"})
     frame.to_csv(tmp_path / "weekly.csv", index=False)
@@ -225,6 +236,50 @@ def test_read_m5_wide_melts_with_calendar_and_prices(tmp_path: Path) -> None:
     validated, quarantine = validate_sales(raw, spec)
     assert len(quarantine) == 0 and len(validated) == len(raw)
     assert validated["ds"].min() == pd.Timestamp(CAL_START)
+
+
+def test_m5_wide_bad_cells_are_quarantined_with_their_wide_row(tmp_path: Path) -> None:
+    folder = _write_m5_folder(tmp_path / "m5", prices=False)
+    path = folder / "sales_train.csv.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    cells = lines[2].split(",")  # line 3: CA_1 HOBBIES_1_001
+    cells[6 + 1], cells[6 + 4] = "x", "-5"  # d_2 and d_5
+    lines[2] = ",".join(cells)
+    _write(path, "\n".join(lines) + "\n")
+    spec = load_source_spec(folder)
+    raw = read_raw_sales(folder, spec)
+    assert raw["y"].dtype == object
+    validated, quarantine = validate_sales(raw, spec)
+    assert len(validated) == 4 * N_DAYS - 2
+    assert quarantine[["source_row", "item_id", "store_id", "ds", "y"]].values.tolist() == [
+        [3, "HOBBIES_1_001", "CA_1", "2020-01-05", "x"],
+        [3, "HOBBIES_1_001", "CA_1", "2020-01-08", "-5"],
+    ]
+    assert quarantine["reason"].tolist() == ["y 'x' is not a number", "y -5 is negative"]
+    # the raw frame stores as Parquet (the IO manager's format) and validates the same after a round trip
+    raw.to_parquet(tmp_path / "raw.parquet", index=False)
+    _, again = validate_sales(pd.read_parquet(tmp_path / "raw.parquet"), spec)
+    pd.testing.assert_frame_equal(again, quarantine)
+
+
+def test_concat_raw_sales_keeps_the_contract(tmp_path: Path) -> None:
+    clean = pd.DataFrame({"date": ["2024-01-01", "2024-01-02"], "store": ["a", "a"], "sales": [1, 2]})
+    dirty = pd.DataFrame({"date": ["2024-01-03", "2024-01-04"], "store": ["b", "a"], "sales": ["3", "oops"]})
+    (tmp_path / "src").mkdir()
+    (tmp_path / "landing").mkdir()
+    clean.to_csv(tmp_path / "src" / "sales.csv", index=False)
+    dirty.to_csv(tmp_path / "landing" / "new.csv", index=False)
+    spec = load_source_spec(tmp_path / "src")
+    landing_spec = replace(spec, files=["new.csv"])
+    parts = [read_raw_sales(tmp_path / "src", spec), read_raw_sales(tmp_path / "landing", landing_spec)]
+    raw = concat_raw_sales(parts)
+    assert isinstance(raw["store"].dtype, pd.CategoricalDtype) and list(raw["store"].cat.categories) == ["a", "b"]
+    assert raw["y"].tolist() == ["1", "2", "3", "oops"]
+    assert raw["source_file"].astype(str).tolist() == ["sales.csv"] * 2 + ["new.csv"] * 2
+    raw.to_parquet(tmp_path / "raw.parquet", index=False)
+    validated, quarantine = validate_sales(raw, spec)
+    assert validated["y"].tolist() == [1.0, 2.0, 3.0] and quarantine["reason"].tolist() == ["y 'oops' is not a number"]
+    assert concat_raw_sales(parts[:1] * 2)["y"].dtype == np.float64
 
 
 def test_read_m5_wide_without_calendar_starts_2011_01_29(tmp_path: Path) -> None:
@@ -350,7 +405,7 @@ def test_validation_quarantines_seeded_bad_rows(tmp_path: Path) -> None:
         31: ("2024-03-09,S1,A_1_001,A_1,4", "on_frequency", "ds 2024-03-09 (Saturday) is not on the W-FRI"),
         32: ("2024-03-15,S2,A_1_001,B_1,4", "consistent_hierarchy", "dept_id 'B_1' but item_id 'A_1_001' is in "
              "dept_id 'A_1'"),
-        33: ("2024-03-22,,A_1_001,A_1,4", "id_not_empty", "store_id is empty"),
+        33: ("2024-03-22,,A_1_001,A_1,4", "id_not_empty", "store_id is missing or empty"),
         34: ("2024-03-30,S2,B_1_001,B_1,-1", "y_non_negative; on_frequency", "y -1 is negative; ds 2024-03-30"),
     }
     lines += [bad[k][0] for k in sorted(bad)]
@@ -407,6 +462,37 @@ def test_validation_price_checks_and_clean_quarantine(tmp_path: Path) -> None:
     assert len(clean) == 2 and empty.empty
     assert list(empty.columns) == ["source_file", "source_row", "store", "ds", "y", "price", "check", "column",
                                    "reason"]
+
+
+def test_validation_of_parsed_frames_with_missing_ids() -> None:
+    """A frame built in memory (numeric ids with a null, dates already parsed, no source columns)."""
+    spec = SourceSpec(format="long", files=["f"], frequency="MS", levels=[[], ["store"]], season_length=12,
+                      horizon=12)
+    raw = pd.DataFrame(
+        {
+            "store": [1, 1, 2, 2, None],
+            "ds": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-01-01", "2024-02-15", "2024-03-01"]),
+            "y": [1, 2, 3, np.inf, 4],
+        }
+    )
+    validated, quarantine = validate_sales(raw, spec)
+    assert validated["store"].tolist() == ["1", "1", "2"]
+    assert quarantine["check"].tolist() == ["y_is_number; on_frequency", "id_not_empty"]
+    assert quarantine["reason"].iloc[0] == (
+        "y 'inf' is not finite; ds 2024-02-15 (Thursday) is not on the MS frequency; the previous MS date is 2024-02-01"
+    )
+    assert quarantine["reason"].iloc[1] == "store is missing or empty"
+    assert quarantine["source_row"].tolist() == [4, 5]
+
+
+def test_validation_of_an_empty_frame() -> None:
+    spec = SourceSpec(format="long", files=["f.csv"], frequency="W-FRI", levels=[[], ["store"]], season_length=52,
+                      horizon=13)
+    raw = pd.DataFrame({"store": pd.Series([], dtype=object), "ds": pd.Series([], dtype=object), "y": []})
+    validated, quarantine = validate_sales(raw, spec)
+    assert validated.empty and quarantine.empty
+    assert list(validated.columns) == ["store", "ds", "y", "source_file"]
+    assert validated["ds"].dtype == "datetime64[ns]" and validated["y"].dtype == np.float64
 
 
 # ------------------------------------------------------------------------------------------------------------

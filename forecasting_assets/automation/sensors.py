@@ -60,15 +60,16 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext):
     description="Launches the retrain job when the latest drift_report's drift share reaches the threshold ($FORECASTING_DRIFT_THRESHOLD, default 0.5).",
 )
 def drift_retrain_sensor(context: dg.SensorEvaluationContext):
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("drift_report"))
-    if event is None or event.asset_materialization is None:
+    records = context.instance.fetch_materializations(dg.AssetKey("drift_report"), limit=1, ascending=False).records
+    if not records or records[0].asset_materialization is None:
         return dg.SkipReason("drift_report has not been materialized yet")
-    metadata = event.asset_materialization.metadata
+    record = records[0]
+    metadata = record.asset_materialization.metadata
     share_value = metadata.get("drift_share")
     if share_value is None:
         return dg.SkipReason("the latest drift_report has no drift_share")
     share = float(share_value.value)
-    marker = str(event.storage_id)
+    marker = str(record.storage_id)
     if context.cursor == marker:
         return dg.SkipReason(f"drift_report materialization {marker} already evaluated")
     context.update_cursor(marker)

@@ -109,19 +109,22 @@ def build_hierarchy(sales: pd.DataFrame, levels: list[list[str]], freq: str) -> 
     """
     from hierarchicalforecast.utils import aggregate
 
-    levels = sorted((list(level) for level in levels), key=len)
-    hierarchy_columns = list(dict.fromkeys(col for level in levels for col in level))
+    user_levels = [list(level) for level in levels]
+    hierarchy_columns = list(dict.fromkeys(col for level in user_levels for col in level))
+    members = _bottom_attributes(sales, hierarchy_columns)
+    # aggregate wants the levels from the coarsest to the finest (by member count); the finest is the bottom
+    sizes = [len(members[level].drop_duplicates()) if level else 1 for level in user_levels]
+    levels = [level for _, _, level in sorted(zip(sizes, range(len(user_levels)), user_levels), key=lambda t: (t[0], t[1]))]
     bottom = levels[-1]
     bottom_columns = list(dict.fromkeys([*bottom, *hierarchy_columns]))
     completed, filled = complete_bottom(sales[[*hierarchy_columns, "ds", "y"]], bottom_columns, freq)
 
-    members = _bottom_attributes(completed, hierarchy_columns)
     if len(members) != len(members[bottom].drop_duplicates()):
         raise ValueError(
             f"The bottom level {bottom} does not determine {sorted(set(hierarchy_columns) - set(bottom))}: "
             "some bottom member belongs to two parents."
         )
-    series_keys = _series_keys(members, levels, hierarchy_columns)
+    series_keys = _series_keys(members, user_levels, hierarchy_columns)
 
     frame = completed.assign(**{_TOTAL_COL: TOTAL_ID})
     for col in hierarchy_columns:

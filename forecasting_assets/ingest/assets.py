@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from forecasting_assets.ingest.sources import load_source_spec, read_calendar, read_raw_sales
+from forecasting_assets.ingest.sources import concat_raw_sales, load_source_spec, read_calendar, read_raw_sales
 from forecasting_assets.ingest.validation import validate_sales
 from forecasting_assets.metadata import frame_metadata, table_preview
 from forecasting_assets.resources import SalesSource
@@ -55,7 +55,7 @@ def raw_sales(context: dg.AssetExecutionContext, source: SalesSource):
     rows = read_raw_sales(folder, spec)
     landing = read_landing(source.landing_path(), spec)
     if landing is not None:
-        rows = pd.concat([rows, landing], ignore_index=True)
+        rows = concat_raw_sales([rows, landing])
     calendar = read_calendar(folder, spec)
     if calendar is None:
         calendar = pd.DataFrame({"ds": pd.Series(dtype="datetime64[ns]")})

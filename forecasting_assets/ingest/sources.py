@@ -14,8 +14,9 @@ Two layouts are understood:
 parsing and row-level checks happen in :mod:`forecasting_assets.ingest.validation`.
 
 Memory: id columns, ``ds`` and ``source_file`` of the raw frame are pandas ``Categorical`` columns whose
-categories are the exact strings of the file (a 59 M-row M5 item-level frame stays ~2.5 GB); the M5 melt is a
-numpy reshape. Fully empty lines (a blank line, or only delimiters) carry no data and are skipped; the line
+categories are the exact strings of the file (a 59 M-row M5 item-level frame takes ~1.7 GB, 2.2 GB with
+prices); the M5 melt is a numpy reshape. ``y``/``price`` are float64, or, when some value is not a number, text
+(``str``/``None`` only, so the frame stores as Parquet). Combine raw frames with ``concat_raw_sales``. Fully empty lines (a blank line, or only delimiters) carry no data and are skipped; the line
 numbers of the other rows stay exact (``source_row`` counts the header as line 1; for Parquet it is the 1-based
 row number). Quoted fields spanning several lines would shift the line numbers.
 """
@@ -212,7 +213,7 @@ def file_columns(path: Path) -> list[str]:
                 )
     if len(lines) < 2:
         raise _error(path, f"has a header ({', '.join(header)}) but no data rows")
-    return [c.strip() for c in header]
+    return header
 
 
 def _missing_columns_error(path: Path, missing: list[str], found: list[str], role: str = "required") -> SourceError:
@@ -490,6 +491,20 @@ def _unique_date_strings(folder: Path, files: list[str], column: str) -> np.ndar
     return np.unique(np.concatenate(values)) if values else np.array([], dtype=object)
 
 
+def _primary_long_file(candidates: list[str], headers: dict[str, list[str]], given: dict[str, Any]) -> str:
+    """The file the long-format columns are inferred from: the first holding the given date/target columns and,
+    when the target is not given, a column with a usual target name (so lookup tables such as ``stores.csv``
+    or ``holidays.csv`` are passed over); else the first file."""
+
+    def fits(name: str) -> bool:
+        cols = headers[name]
+        if any(given.get(k) and given[k] not in cols for k in ("date_column", "target_column")):
+            return False
+        return bool(given.get("target_column")) or any(c.lower() in TARGET_COLUMN_NAMES for c in cols)
+
+    return next((n for n in candidates if fits(n)), candidates[0])
+
+
 def load_source_spec(folder: Path) -> SourceSpec:
     """The ``SourceSpec`` of a folder: ``source.yaml`` keys where given, every other key inferred.
 
@@ -542,14 +557,7 @@ def load_source_spec(folder: Path) -> SourceSpec:
         )
         values["frequency"] = given.get("frequency", "D")
     else:
-        primary = next(
-            (
-                n
-                for n in candidates
-                if all(given.get(k) in headers[n] for k in ("date_column", "target_column") if given.get(k))
-            ),
-            candidates[0],
-        )
+        primary = _primary_long_file(candidates, headers, given)
         cols = _infer_long_columns(folder / primary, headers[primary], given)
         needed = [cols["date_column"], cols["target_column"]]
         if "file" in given or len(candidates) == 1:
@@ -604,7 +612,9 @@ def _as_string_categorical(values: Any) -> pd.Categorical:
         cat = pd.Categorical(values)
     cats = cat.categories
     if len(cats) and pd.api.types.infer_dtype(cats, skipna=True) != "string":
-        text = cats.astype(str)
+        integral = pd.api.types.is_float_dtype(cats) and bool(np.all(np.mod(cats, 1) == 0))
+        text = cats.astype(np.int64).astype(str) if integral else cats.astype(str)  # 1.0 → '1'
+        text = pd.Index(text)
         if text.is_unique:
             cat = cat.rename_categories(text)
         else:  # e.g. 1 and "1": merge them
@@ -626,10 +636,24 @@ def _date_series_as_text(col: pd.Series) -> pd.Series:
     return col.astype(str).where(col.notna(), None)
 
 
-def _values_column(col: pd.Series) -> pd.Series | np.ndarray:
-    """A target/price column: float64 when every value parses as a number, else the raw values (object)."""
+def _text_values(col: pd.Series) -> pd.Series:
+    """Values as text: an object column holding only ``str`` (``None`` where missing), so it stores as Parquet."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.astype(object)
+    if pd.api.types.is_float_dtype(col):
+        text = col.astype(str).str.replace(r"\.0$", "", regex=True)  # 3.0 → '3'
+        return text.astype(object).where(col.notna(), None)
+    obj = col.astype(object)
+    missing = obj.isna()
+    if pd.api.types.infer_dtype(obj, skipna=True) not in ("string", "empty"):
+        obj = obj.astype(str)
+    return obj.where(~missing, None)
+
+
+def _values_column(col: pd.Series) -> pd.Series:
+    """A target/price column: float64 when every value parses as a number, else its text (see ``_text_values``)."""
     if pd.api.types.is_bool_dtype(col):
-        return col.astype(str).astype(object)
+        return _text_values(col.astype(str))
     if pd.api.types.is_numeric_dtype(col):
         return col.astype(np.float64)
     text = col.astype(object)
@@ -637,7 +661,7 @@ def _values_column(col: pd.Series) -> pd.Series | np.ndarray:
     numbers = pd.to_numeric(text.where(present), errors="coerce")
     if bool(numbers[present].notna().all()):
         return numbers.astype(np.float64)
-    return text
+    return _text_values(col)
 
 
 def _drop_empty_rows(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -735,9 +759,7 @@ def _calendar_days(folder: Path, spec: SourceSpec, day_cols: list[str]) -> tuple
     return dates, None
 
 
-def _price_matrix(
-    folder: Path, spec: SourceSpec, ids: pd.DataFrame, weeks: np.ndarray | None, n_days: int
-) -> np.ndarray:
+def _price_matrix(folder: Path, spec: SourceSpec, ids: pd.DataFrame, weeks: np.ndarray | None) -> np.ndarray:
     """Daily prices (rows × days, flattened) of item × store rows from ``sell_prices`` via ``wm_yr_wk``."""
     path = folder / str(spec.prices_file)
     if weeks is None:
@@ -768,7 +790,8 @@ def _price_matrix(
     keep = w >= 0
     value = _values_column(joined["sell_price"])
     numeric = isinstance(value, pd.Series) and value.dtype == np.float64
-    matrix = np.full((len(rows), len(week_index) + 1), np.nan, dtype=np.float64 if numeric else object)
+    shape = (len(rows), len(week_index) + 1)
+    matrix = np.full(shape, np.nan, dtype=np.float64) if numeric else np.full(shape, None, dtype=object)
     matrix[joined["_row"].to_numpy()[keep], w[keep]] = np.asarray(value)[keep]
     day_week = week_index.get_indexer(weeks)  # -1 → the all-NaN last column
     return matrix[:, day_week].reshape(-1)
@@ -815,18 +838,35 @@ def _read_m5_file(folder: Path, name: str, spec: SourceSpec) -> pd.DataFrame:
     block = wide[day_cols]
     if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in block.dtypes):
         out["y"] = block.to_numpy(dtype=np.float64).reshape(-1)
-    else:  # some day column holds text: raw strings there, numbers elsewhere (validation sorts them out)
-        out["y"] = block.to_numpy(dtype=object).reshape(-1)
-    del block
+        del block
+    else:  # some day column holds text: keep the exact text of every cell (rare; costs memory)
+        del block
+        text = pd.read_csv(
+            path,
+            usecols=day_cols,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            encoding="utf-8-sig",
+        )
+        out["y"] = text[day_cols].to_numpy(dtype=object)[wide["_line"].to_numpy() - 2].reshape(-1)
+        del text
     if spec.prices_file and "item_id" in hier and "store_id" in hier:
-        out["price"] = _price_matrix(folder, spec, wide[["store_id", "item_id"]], weeks, n_days)
+        out["price"] = _price_matrix(folder, spec, wide[["store_id", "item_id"]], weeks)
     out["source_file"] = pd.Categorical.from_codes(np.zeros(n_rows * n_days, dtype=np.int8), categories=[name])
     out["source_row"] = np.repeat(wide["_line"].to_numpy(), n_days)
     return pd.DataFrame(out)
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate raw frames, merging the categories of categorical columns."""
+def concat_raw_sales(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate raw sales frames (e.g. the source and the landing folder) keeping the raw-frame contract.
+
+    Use it instead of ``pd.concat``: text columns are merged as Categoricals (``pd.concat`` turns categoricals
+    with different categories into object columns), ``y``/``price`` stay float64 when every part is numeric and
+    otherwise become text in every part (a column mixing floats and strings cannot be written to Parquet), a
+    column missing from some parts (``price``) is filled with NaN.
+    """
+    frames = [f for f in frames if f is not None]
     if len(frames) == 1:
         return frames[0]
     from pandas.api.types import union_categoricals
@@ -834,15 +874,17 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     columns = list(dict.fromkeys(c for f in frames for c in f.columns))
     out: dict[str, Any] = {}
     for c in columns:
-        parts = [f[c] for f in frames if c in f.columns]
-        if len(parts) < len(frames):  # e.g. price in some files only
-            parts = [f[c] if c in f.columns else pd.Series(np.nan, index=f.index) for f in frames]
-        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
-            out[c] = union_categoricals([p.array for p in parts], sort_categories=True)
+        parts = [f[c] if c in f.columns else pd.Series(np.nan, index=f.index) for f in frames]
+        if c in ("y", "price"):
+            parts = [_values_column(p) for p in parts]
+            if all(p.dtype == np.float64 for p in parts):
+                out[c] = np.concatenate([p.to_numpy() for p in parts])
+            else:
+                out[c] = pd.concat([_text_values(p) for p in parts], ignore_index=True)
+        elif c == "source_row":
+            out[c] = np.concatenate([p.to_numpy() for p in parts])
         else:
-            out[c] = pd.concat(parts, ignore_index=True)
-            if c in ("y", "price") and out[c].dtype == object:
-                out[c] = _values_column(out[c])
+            out[c] = union_categoricals([_as_string_categorical(p) for p in parts], sort_categories=True)
     return pd.DataFrame(out)
 
 
@@ -861,7 +903,7 @@ def read_raw_sales(folder: Path, spec: SourceSpec) -> pd.DataFrame:
         raise SourceError(f"{folder}: the spec names no sales file")
     reader = _read_m5_file if spec.format == "m5" else _read_long_file
     frames = [reader(folder, name, spec) for name in spec.files]
-    raw = _concat(frames)
+    raw = concat_raw_sales(frames)
     order = spec.hierarchy_columns + ["ds", "y"] + (["price"] if "price" in raw.columns else [])
     return raw[order + ["source_file", "source_row"]]
 
@@ -885,15 +927,14 @@ def read_calendar(folder: Path, spec: SourceSpec) -> pd.DataFrame | None:
     """The folder's calendar: ``ds`` (datetime64[ns]), ``event_name``, ``event_type``, ``snap_<STATE>`` (int8).
 
     Event names (types) of a day are joined with ``|`` (empty string when none). Every calendar row is kept,
-    including days past the sales (known future). None when the folder has no calendar.
+    including days past the sales (known future). None when ``spec.calendar_file`` is None (no calendar).
     """
     from forecasting_assets.ingest.validation import parse_date_strings
 
     folder = Path(folder)
-    name = spec.calendar_file if spec.calendar_file else detect_calendar_file(folder)
-    if name is None or not (folder / name).is_file():
+    if spec.calendar_file is None:
         return None
-    path = folder / name
+    path = folder / spec.calendar_file
     header = file_columns(path)
     date_col = next((c for c in ("date", "ds") if c in header), None)
     if date_col is None:

@@ -4,7 +4,7 @@
 len(raw)``: nothing is dropped silently. The checks (pandera check names):
 
 ==========================  ==========================================================================
-``id_not_empty``            every hierarchy id is present and not blank
+``id_not_empty``            every hierarchy id is present and not blank (NaN/None or '' fail)
 ``ds_is_date``              ``ds`` parses as a date (one format, detected from the values)
 ``y_is_number``             ``y`` is a finite number (text, empty and NaN fail)
 ``y_non_negative``          ``y >= 0``
@@ -12,8 +12,9 @@ len(raw)``: nothing is dropped silently. The checks (pandera check names):
 ``price_non_negative``      ``price >= 0``
 ``on_frequency``            ``ds`` lies on ``spec.frequency`` (``W-FRI`` → Fridays, ``MS`` → 1st of month)
 ``unique_key``              bottom ids + ``ds`` unique; the first occurrence is kept, later ones fail
-``consistent_hierarchy``    an item in one dept and one cat, a dept in one cat, a store in one state; the
-                            rows of the minority mapping fail (the majority by row count is kept)
+``consistent_hierarchy``    an item in one dept and one cat, a dept in one cat, a store in one state (the
+                            M5 parent pairs present); rows of a minority mapping fail (the parent with
+                            the most rows is kept; ties → alphabetically first)
 ==========================  ==========================================================================
 
 The parsing and the per-key work are vectorized over pandas ``Categorical`` codes (dates are parsed once per
@@ -23,6 +24,7 @@ imported inside the function (it is slow to import).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -80,7 +82,9 @@ def detect_date_format(values: Any) -> str | None:
     if not len(text):
         return None
     sample = text[np.unique(np.linspace(0, len(text) - 1, min(len(text), 500)).astype(int))]
-    guessed = guess_datetime_format(sample[0])
+    with warnings.catch_warnings():  # "Parsing dates in %d/%m/%Y format when dayfirst=False" is expected here
+        warnings.simplefilter("ignore", UserWarning)
+        guessed = guess_datetime_format(sample[0])
     candidates = list(dict.fromkeys([f for f in [guessed, *DATE_FORMATS] if f]))
     best, best_rate = None, 0.0
     for fmt in candidates:
@@ -114,6 +118,11 @@ def _categorical(values: pd.Series) -> pd.Categorical:
     from forecasting_assets.ingest.sources import _as_string_categorical
 
     return _as_string_categorical(values)
+
+
+def _id_ok_by_code(cat: pd.Categorical) -> np.ndarray:
+    """For each category: True when it is not blank."""
+    return np.asarray(pd.Index(cat.categories).astype(str).str.strip() != "", dtype=bool)
 
 
 def _id_ok(cat: pd.Categorical) -> np.ndarray:
@@ -234,9 +243,18 @@ def _text(values: pd.Series, pos: np.ndarray) -> pd.Series:
         out = sub.astype(str).str.replace(r"\.0$", "", regex=True).astype(object)
         out = out.where(sub.notna(), None)
     else:
-        out = sub.astype(object)
+        out = sub.astype(object).map(_format_value)
     out = out.where(pd.notna(out), "").astype(str)
     return pd.Series(out.to_numpy(dtype=object), index=pos)
+
+
+def _format_value(value: Any) -> Any:
+    """A raw value as text: integral floats without '.0', missing stays missing."""
+    if isinstance(value, float):
+        if np.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return value if value is None or isinstance(value, str) else str(value)
 
 
 def _quoted(text: pd.Series) -> pd.Series:
@@ -358,7 +376,8 @@ def validate_sales(raw: pd.DataFrame, spec: SourceSpec) -> tuple[pd.DataFrame, p
         raise ValueError(f"raw sales lack column(s) {missing} (columns: {list(raw.columns)})")
     n = len(raw)
     has_price = "price" in raw.columns
-    raw = raw.reset_index(drop=True) if not isinstance(raw.index, pd.RangeIndex) or raw.index.start != 0 else raw
+    if not raw.index.equals(pd.RangeIndex(n)):
+        raw = raw.reset_index(drop=True)
     if "source_file" not in raw.columns:
         raw = raw.assign(source_file="<frame>")
     if "source_row" not in raw.columns:
@@ -392,7 +411,9 @@ def validate_sales(raw: pd.DataFrame, spec: SourceSpec) -> tuple[pd.DataFrame, p
     off_dates, off_reasons = _on_frequency_table(ds_ns, spec.frequency)
 
     # --- pandera schema over the parsed frame --------------------------------------------------------------
-    checked = pd.DataFrame({c: cats[c] for c in hier})
+    # id columns enter as their integer codes (-1 = missing): pandera cannot format NaN failure cases of
+    # categorical columns (TypeError in its error message formatter), and codes are cheaper anyway.
+    checked = pd.DataFrame({c: np.asarray(cats[c].codes) for c in hier})
     checked["ds"] = ds_ns.view("datetime64[ns]")
     checked["y"] = y
     if has_price:
@@ -400,11 +421,19 @@ def validate_sales(raw: pd.DataFrame, spec: SourceSpec) -> tuple[pd.DataFrame, p
 
     def at(mask: np.ndarray):
         """A check function passing rows where ``mask`` is False (precomputed, aligned on positions)."""
-        return lambda s: pd.Series(~mask[s.index.to_numpy()], index=s.index)
+        def check(s: pd.Series) -> pd.Series:
+            passed = ~mask if len(s) == len(mask) else ~mask[s.index.to_numpy()]
+            return pd.Series(passed, index=s.index)
+
+        return check
 
     columns: dict[str, Any] = {}
     for c in hier:
-        checks = [pa.Check(lambda s: pd.Series(_id_ok(s.array), index=s.index), name="id_not_empty", ignore_na=False)]
+        id_table = np.append(_id_ok_by_code(cats[c]), False)  # code -1 (missing) → last entry
+        checks = [
+            pa.Check(lambda s, t=id_table: pd.Series(t[s.to_numpy()], index=s.index), name="id_not_empty",
+                     ignore_na=False)
+        ]
         if c in hierarchy_flags:
             checks.append(pa.Check(at(hierarchy_flags[c][0]), name="consistent_hierarchy", ignore_na=False))
         columns[c] = pa.Column(nullable=True, checks=checks)
@@ -514,7 +543,7 @@ def _reasons(
     """Human-readable reasons (indexed by row position) of one check's failures."""
     index = pd.Index(pos)
     if check == "id_not_empty":
-        return pd.Series(f"{column} is empty", index=index, dtype=object)
+        return pd.Series(f"{column} is missing or empty", index=index, dtype=object)
     if check == "ds_is_date":
         text = _text(raw["ds"], pos)
         expected = f"the format {ds_format}" if ds_format else "a recognizable date format"

@@ -29,12 +29,21 @@ class ReconcilerChoice:
 
 
 def is_strictly_hierarchical(series_keys: pd.DataFrame, structure: pd.DataFrame) -> bool:
-    from hierarchicalforecast.utils import is_strictly_hierarchical as hf_strict
+    """True when the levels form a tree: every series lies inside exactly one series of each coarser level.
 
-    order = pd.Index(series_keys["unique_id"])
-    s_df = summing_matrix(structure, list(order))
-    positions = {level: order.get_indexer(ids) for level, ids in tags_from_keys(series_keys).items()}
-    return bool(hf_strict(s_df.drop(columns="unique_id").to_numpy(), positions))
+    (hierarchicalforecast's own ``is_strictly_hierarchical`` returned True for a grouped hierarchy whose
+    states have one store each, and TopDown then produced incoherent forecasts, so we check directly.)
+    """
+    membership = structure.merge(series_keys[["unique_id", "level", "level_order"]], on="unique_id")
+    levels = membership.groupby("level_order")["unique_id"].nunique().sort_values(kind="stable")
+    ordered = list(levels.index)
+    for coarse, fine in zip(ordered, ordered[1:]):
+        parent_of_bottom = membership.loc[membership["level_order"] == coarse].set_index("bottom_id")["unique_id"]
+        finer = membership.loc[membership["level_order"] == fine, ["unique_id", "bottom_id"]]
+        parents = finer.assign(parent=parent_of_bottom.reindex(finer["bottom_id"]).to_numpy())
+        if (parents.groupby("unique_id")["parent"].nunique() > 1).any():
+            return False
+    return True
 
 
 def reconcilers(

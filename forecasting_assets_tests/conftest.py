@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny demo project materialized once, in a temporary project home."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forecasting_assets.paths import shared_m5_folder
+
+TINY_HORIZON = 28
+
+
+@pytest.fixture(autouse=True)
+def _project_home_is_temporary(tmp_path_factory, monkeypatch):
+    """No test writes into the repository's data/ folder (or $HOME, or /tmp outside pytest's folder)."""
+    home = tmp_path_factory.getbasetemp() / "project_home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("FORECASTING_ASSETS_HOME", str(home))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.getbasetemp() / "mpl"))
+
+
+@pytest.fixture(scope="session")
+def m5_folder() -> Path:
+    folder = shared_m5_folder()
+    if not (folder / "store_dept_sales_d1_d1941.csv.gz").exists():
+        pytest.skip(f"real M5 data not found at {folder} (the shared data folder beside the repository)")
+    return folder
+
+
+def run_job(defs, job_name: str, instance, run_config: dict | None = None, tags: dict | None = None):
+    job = defs.resolve_job_def(job_name)
+    return job.execute_in_process(instance=instance, run_config=run_config or {}, raise_on_error=True, tags=tags)
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory):
+    """Generate tiny demo data, hold out its last 28 days, and materialize the whole graph once."""
+    import dagster as dg
+
+    from forecasting_assets.definitions import build_definitions
+    from forecasting_assets.demo_data import write_demo
+    from forecasting_assets.resources import ForecastSettings, SalesSource
+
+    home = tmp_path_factory.mktemp("tiny_home")
+    previous = os.environ.get("FORECASTING_ASSETS_HOME")
+    os.environ["FORECASTING_ASSETS_HOME"] = str(home)
+    try:
+        source = home / "data" / "demo"
+        write_demo(source, shape="tiny", seed=7)
+        calendar = pd.read_csv(source / "calendar.csv")
+        n_days = sum(1 for c in pd.read_csv(source / "sales.csv", nrows=1).columns if c.startswith("d_"))
+        train_end = str(pd.Timestamp(calendar["date"].iloc[n_days - 1 - TINY_HORIZON]).date())
+        defs = build_definitions(
+            {
+                "source": SalesSource(folder=str(source), landing_folder=str(home / "data" / "landing")),
+                "settings": ForecastSettings(train_end=train_end, n_jobs=1),
+            }
+        )
+        instance = dg.DagsterInstance.ephemeral(tempdir=str(home / "dagster_home"))
+        result = run_job(defs, "full_pipeline_job", instance, {"ops": {"lightgbm_tuning": {"config": {"n_trials": 2, "timeout_s": 60}}}})
+        yield {"home": home, "defs": defs, "instance": instance, "result": result, "train_end": train_end, "source": source}
+        instance.dispose()
+    finally:
+        if previous is None:
+            os.environ.pop("FORECASTING_ASSETS_HOME", None)
+        else:
+            os.environ["FORECASTING_ASSETS_HOME"] = previous

@@ -1,0 +1,360 @@
+"""Tests of the forecasting models on small synthetic daily series.
+
+statsforecast wrappers (``models/statistical.py``), the global LightGBM through mlforecast
+(``models/lightgbm_global.py``), the Optuna study (``models/tuning.py``) and the backtest cutoffs
+(``schedule.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasting_assets.models import lightgbm_global as lgbm
+from forecasting_assets.models.statistical import (
+    STAT_MODELS,
+    backtest_statistical,
+    clip_negative,
+    forecast_statistical,
+)
+from forecasting_assets.schedule import backtest_cutoffs, periods_per_year
+
+WEEKLY_PROFILE = np.array([1.3, 1.2, 0.9, 0.8, 0.8, 0.9, 1.1])
+NOISE_SD = 2.0
+SMALL_LGBM = {"n_estimators": 150, "num_leaves": 15, "min_child_samples": 10}
+
+
+def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(actual) - np.asarray(predicted)) ** 2)))
+
+
+def seasonal_naive(train: pd.DataFrame, test: pd.DataFrame, season: int = 7) -> np.ndarray:
+    """Reference seasonal naive computed here, independently of statsforecast."""
+    out = []
+    for uid, ds in zip(test["unique_id"], test["ds"]):
+        history = train[train["unique_id"] == uid].sort_values("ds")
+        step = (ds - history["ds"].iloc[-1]).days  # 1..h
+        out.append(history["y"].to_numpy()[-season:][(step - 1) % season])
+    return np.asarray(out)
+
+
+def _daily(values: dict[str, np.ndarray], start: str = "2023-01-02") -> pd.DataFrame:
+    return pd.concat(
+        [pd.DataFrame({"unique_id": uid, "ds": pd.date_range(start, periods=len(y), freq="D"), "y": y}) for uid, y in values.items()],
+        ignore_index=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def seasonal() -> pd.DataFrame:
+    """Three strongly weekly-seasonal series (additive noise, sd 2) and one intermittent series; 224 days."""
+    rng = np.random.default_rng(0)
+    t = np.arange(224)
+    values = {
+        f"weekly_{i}": level + amp * (WEEKLY_PROFILE[t % 7] - 1) * 3 + rng.normal(0, NOISE_SD, t.size)
+        for i, (level, amp) in enumerate([(40, 10), (60, 15), (100, 20)])
+    }
+    values["sparse"] = (rng.random(t.size) < 0.1) * rng.integers(1, 4, t.size).astype(float)
+    return _daily(values)
+
+
+# --------------------------------------------------------------------------------------------------
+# Backtest cutoffs
+# --------------------------------------------------------------------------------------------------
+
+
+def test_backtest_cutoffs_step_back_by_the_horizon() -> None:
+    series = _daily({"a": np.zeros(100), "b": np.ones(100)}).sample(frac=1.0, random_state=0)
+    last = pd.Timestamp("2023-01-02") + pd.Timedelta(days=99)
+    cutoffs = backtest_cutoffs(series, horizon=14, n_windows=3)
+    assert cutoffs == [last - pd.Timedelta(days=d) for d in (42, 28, 14)]  # oldest first
+    assert all(isinstance(c, pd.Timestamp) for c in cutoffs)
+    assert backtest_cutoffs(series, horizon=7, n_windows=1) == [last - pd.Timedelta(days=7)]
+
+
+def test_backtest_cutoffs_use_periods_not_days_for_weekly_data() -> None:
+    weeks = pd.date_range("2022-01-07", periods=30, freq="W-FRI")
+    series = pd.DataFrame({"unique_id": "w", "ds": weeks, "y": 1.0})
+    assert backtest_cutoffs(series, horizon=4, n_windows=2) == [weeks[-9], weeks[-5]]
+
+
+def test_backtest_cutoffs_reject_too_short_history() -> None:
+    series = _daily({"a": np.zeros(29)})
+    with pytest.raises(ValueError, match="too few"):
+        backtest_cutoffs(series, horizon=14, n_windows=2)  # needs more than 14 * 2 + 1 periods
+    assert len(backtest_cutoffs(_daily({"a": np.zeros(30)}), horizon=14, n_windows=2)) == 2
+
+
+def test_periods_per_year() -> None:
+    assert periods_per_year("D") == 364
+    assert periods_per_year("W-SUN") == 52
+    assert periods_per_year("MS") == 12
+
+
+# --------------------------------------------------------------------------------------------------
+# statsforecast wrappers
+# --------------------------------------------------------------------------------------------------
+
+
+def test_forecast_statistical_shape_and_no_negatives(seasonal: pd.DataFrame) -> None:
+    horizon = 14
+    forecasts = forecast_statistical(seasonal, horizon=horizon, freq="D", season_length=7)
+    assert list(forecasts.columns) == ["unique_id", "ds", *STAT_MODELS]
+    assert forecasts.groupby("unique_id").size().to_dict() == {uid: horizon for uid in seasonal["unique_id"].unique()}
+    last = seasonal["ds"].max()
+    expected_ds = pd.date_range(last + pd.Timedelta(days=1), periods=horizon, freq="D")
+    for _, group in forecasts.groupby("unique_id"):
+        assert list(group["ds"]) == list(expected_ds)
+    assert forecasts[STAT_MODELS].notna().all().all()
+    assert (forecasts[STAT_MODELS] >= 0).all().all()
+
+
+def test_clip_negative_clips_only_the_given_columns() -> None:
+    frame = pd.DataFrame({"unique_id": ["a", "b"], "A": [-1.0, 2.0], "B": [-3.0, 0.5], "keep": [-7.0, 1.0]})
+    clipped = clip_negative(frame, ["A", "B"])
+    assert clipped["A"].tolist() == [0.0, 2.0]
+    assert clipped["B"].tolist() == [0.0, 0.5]
+    assert clipped["keep"].tolist() == [-7.0, 1.0]
+    assert frame["A"].tolist() == [-1.0, 2.0]  # the input is not modified
+
+
+def test_forecast_statistical_clips_a_declining_series_at_zero() -> None:
+    # a series that already went negative (returns exceeding sales): every model would forecast < 0
+    y = np.r_[np.linspace(30, 5, 100), np.full(40, -4.0) + np.tile([0.0, -1.0], 20)]
+    forecasts = forecast_statistical(_daily({"returns": y}), horizon=7, freq="D", season_length=7)
+    assert (forecasts[STAT_MODELS] >= 0).all().all()
+    assert (forecasts["SeasonalNaive"] == 0).all()
+
+
+def test_seasonal_models_beat_a_naive_forecast_on_weekly_data(seasonal: pd.DataFrame) -> None:
+    horizon = 28
+    cut = seasonal["ds"].max() - pd.Timedelta(days=horizon)
+    weekly = seasonal[seasonal["unique_id"].str.startswith("weekly")]
+    train, test = weekly[weekly["ds"] <= cut], weekly[weekly["ds"] > cut]
+    forecasts = forecast_statistical(train, horizon=horizon, freq="D", season_length=7)
+    scored = test.merge(forecasts, on=["unique_id", "ds"], validate="1:1")
+    assert len(scored) == len(test)
+
+    last_value = train.sort_values("ds").groupby("unique_id")["y"].last()
+    naive = scored["unique_id"].map(last_value)
+    rmse_sn, rmse_naive = rmse(scored["y"], scored["SeasonalNaive"]), rmse(scored["y"], naive)
+    rmse_ets = rmse(scored["y"], scored["AutoETS"])
+    assert rmse_sn < 0.6 * rmse_naive
+    # statsforecast's SeasonalNaive is the textbook one
+    np.testing.assert_allclose(scored["SeasonalNaive"], seasonal_naive(train, scored), rtol=1e-9)
+    # AutoETS averages the noise out: close to the noise level, better than seasonal naive (~sqrt(2) sd)
+    assert rmse_ets < 1.5 * NOISE_SD
+    assert rmse_ets < rmse_sn
+
+
+def test_backtest_statistical_windows(seasonal: pd.DataFrame) -> None:
+    horizon, n_windows = 14, 2
+    backtest = backtest_statistical(seasonal, horizon=horizon, n_windows=n_windows, freq="D", season_length=7)
+    assert list(backtest.columns) == ["unique_id", "ds", "cutoff", "y", *STAT_MODELS]
+    assert sorted(backtest["cutoff"].unique()) == backtest_cutoffs(seasonal, horizon, n_windows)
+    n_series = seasonal["unique_id"].nunique()
+    assert len(backtest) == n_series * horizon * n_windows
+    # the y column is the actual value, every forecast date is after its cutoff and within the horizon
+    actual = backtest.merge(seasonal, on=["unique_id", "ds"], suffixes=("", "_true"))
+    np.testing.assert_array_equal(actual["y"], actual["y_true"])
+    lead = (backtest["ds"] - backtest["cutoff"]).dt.days
+    assert lead.min() == 1 and lead.max() == horizon
+    assert (backtest[STAT_MODELS] >= 0).all().all()
+
+
+# --------------------------------------------------------------------------------------------------
+# Global LightGBM
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("freq", "season", "history", "lags", "windows", "date_features"),
+    [
+        ("D", 7, 300, [1, 2, 3, 7, 14, 21, 28], [7, 28], ["dayofweek", "day", "month", "dayofyear"]),
+        ("D", 7, 60, [1, 2, 3, 7, 14], [7], ["dayofweek", "day", "month", "dayofyear"]),
+        ("W-SUN", 52, 104, [1, 2, 3], [2], ["week", "month"]),
+        ("W", 52, 400, [1, 2, 3, 52, 104], [52], ["week", "month"]),
+        ("MS", 12, 60, [1, 2, 3, 12], [12], ["month"]),
+    ],
+)
+def test_feature_setup(freq, season, history, lags, windows, date_features) -> None:
+    setup = lgbm.feature_setup(freq, season, history, horizon=13)
+    assert setup.freq == freq
+    assert setup.lags == lags
+    assert setup.rolling_windows == windows
+    assert setup.date_features == date_features
+    assert max(setup.lags) <= max(1, history // 3)  # a lag never eats more than a third of the history
+    assert setup.static_features == [] and setup.exogenous == []
+    assert lgbm.FeatureSetup(**setup.to_dict()) == setup
+
+
+@pytest.fixture(scope="module")
+def event_data() -> dict:
+    """Four weekly-seasonal series with a multiplicative event effect; events known 28 days ahead."""
+    rng = np.random.default_rng(1)
+    n, horizon = 300, 28
+    dates = pd.date_range("2023-01-01", periods=n + horizon, freq="D")
+    event = (rng.random(n + horizon) < 0.08).astype(float)
+    event[n - horizon : n] = 0.0
+    event[[n - horizon + k for k in (3, 11, 19, 20)]] = 1.0  # events inside the held-back window, 4 weekdays
+    series, exog = [], []
+    for i in range(4):
+        level = 20 + 15 * i
+        y = level * WEEKLY_PROFILE[np.arange(n) % 7] * (1 + 0.8 * event[:n]) + rng.normal(0, 0.05 * level, n)
+        series.append(pd.DataFrame({"unique_id": f"s{i}", "ds": dates[:n], "y": y}))
+        exog.append(pd.DataFrame({"unique_id": f"s{i}", "ds": dates, "event": event}))
+    series = pd.concat(series, ignore_index=True)
+    keys = pd.DataFrame({"unique_id": [f"s{i}" for i in range(4)], "level_order": [0, 1, 1, 2]})
+    cut = dates[n - horizon - 1]
+    train = series[series["ds"] <= cut]
+    frame, static_cols, exog_cols = lgbm.training_frame(train, pd.concat(exog, ignore_index=True), lgbm.static_table(None, keys))
+    setup = lgbm.feature_setup("D", 7, train["ds"].nunique(), horizon)
+    setup.static_features, setup.exogenous = static_cols, exog_cols
+    return {
+        "series": series,
+        "train": train,
+        "test": series[series["ds"] > cut],
+        "exog": pd.concat(exog, ignore_index=True),
+        "frame": frame,
+        "setup": setup,
+        "horizon": horizon,
+        "keys": keys,
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(event_data: dict):
+    model = lgbm.fit_global_model(event_data["frame"], event_data["setup"], SMALL_LGBM, seed=0)
+    forecasts, features = lgbm.predict_global_model(model, event_data["horizon"], event_data["exog"], capture_features=True)
+    return model, forecasts, features
+
+
+def test_training_frame_joins_exogenous_and_statics(event_data: dict) -> None:
+    frame, setup = event_data["frame"], event_data["setup"]
+    assert setup.static_features == ["level_order"]
+    assert setup.exogenous == ["event"]
+    assert list(frame.columns) == ["unique_id", "ds", "y", "event", "level_order"]
+    assert len(frame) == len(event_data["train"])
+    assert frame["event"].notna().all()
+    assert frame.groupby("unique_id")["level_order"].first().to_dict() == {"s0": 0, "s1": 1, "s2": 1, "s3": 2}
+
+
+def test_static_table_prefixes_numeric_series_features() -> None:
+    keys = pd.DataFrame({"unique_id": ["a", "b"], "level_order": [0, 1]})
+    feats = pd.DataFrame({"unique_id": ["b", "a"], "mean": [2.0, 1.0], "label": ["x", "y"]})
+    table = lgbm.static_table(feats, keys)
+    assert list(table.columns) == ["unique_id", "level_order", "ts_mean"]
+    assert table.set_index("unique_id")["ts_mean"].to_dict() == {"a": 1.0, "b": 2.0}
+
+
+def test_future_exogenous_fills_missing_calendar_with_zero() -> None:
+    exog = pd.DataFrame({"unique_id": ["a", "a"], "ds": pd.to_datetime(["2024-01-02", "2024-01-03"]), "event": [1.0, 1.0]})
+    future = lgbm.future_exogenous(exog, np.array(["a", "b"]), pd.Timestamp("2024-01-01"), 4, "D")
+    assert len(future) == 8
+    a = future[future["unique_id"] == "a"]["event"].tolist()
+    assert a == [1.0, 1.0, 0.0, 0.0]
+    assert (future[future["unique_id"] == "b"]["event"] == 0.0).all()
+    assert lgbm.future_exogenous(None, np.array(["a"]), pd.Timestamp("2024-01-01"), 4, "D") is None
+
+
+def test_global_model_forecast_shape(fitted, event_data: dict) -> None:
+    model, forecasts, _ = fitted
+    horizon = event_data["horizon"]
+    assert list(forecasts.columns) == ["unique_id", "ds", lgbm.MODEL_NAME]
+    assert forecasts.groupby("unique_id").size().to_dict() == {f"s{i}": horizon for i in range(4)}
+    assert set(forecasts["ds"]) == set(event_data["test"]["ds"])
+    assert (forecasts[lgbm.MODEL_NAME] >= 0).all()
+    assert model.last_date == event_data["train"]["ds"].max()
+
+
+def test_global_model_beats_seasonal_naive_with_events(fitted, event_data: dict) -> None:
+    _, forecasts, _ = fitted
+    test, train = event_data["test"], event_data["train"]
+    scored = test.merge(forecasts, on=["unique_id", "ds"], validate="1:1")
+    rmse_lgbm = rmse(scored["y"], scored[lgbm.MODEL_NAME])
+    rmse_sn = rmse(scored["y"], seasonal_naive(train, scored))
+    assert rmse_lgbm < 0.5 * rmse_sn
+    # the event days are forecast higher than the same weekday without an event
+    exog = event_data["exog"].drop_duplicates("ds").set_index("ds")["event"]
+    scored["event"] = scored["ds"].map(exog)
+    scored["dow"] = scored["ds"].dt.dayofweek
+    lift = scored.groupby(["unique_id", "dow", "event"])[lgbm.MODEL_NAME].mean().unstack("event").dropna()
+    assert len(lift) > 0 and (lift[1.0] > lift[0.0]).mean() >= 0.9
+
+
+def test_captured_features_one_row_per_series_and_step(fitted, event_data: dict) -> None:
+    model, forecasts, features = fitted
+    horizon = event_data["horizon"]
+    assert features is not None
+    assert list(features.columns[:2]) == ["unique_id", "ds"]
+    assert len(features) == 4 * horizon
+    assert not features.duplicated(["unique_id", "ds"]).any()
+    keys = features[["unique_id", "ds"]].sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(keys, forecasts[["unique_id", "ds"]].sort_values(["unique_id", "ds"]).reset_index(drop=True))
+    booster = model.mlf.models_[lgbm.MODEL_NAME]
+    assert set(booster.feature_name_) <= set(features.columns)
+    assert {"event", "level_order", "lag1", "dayofweek"} <= set(features.columns)
+    # the rows are aligned: the event flag and weekday seen at each step are those of that row's date
+    exog = event_data["exog"].set_index(["unique_id", "ds"])["event"]
+    seen = features.set_index(["unique_id", "ds"])["event"]
+    np.testing.assert_array_equal(seen.to_numpy(), exog.reindex(seen.index).to_numpy())
+    assert (features["dayofweek"].to_numpy() == pd.DatetimeIndex(features["ds"]).dayofweek).all()
+    static = features.groupby("unique_id")["level_order"].unique().map(list).to_dict()
+    assert static == {"s0": [0], "s1": [1], "s2": [1], "s3": [2]}
+
+
+def test_predict_without_capture_returns_no_features(fitted, event_data: dict) -> None:
+    model, forecasts, _ = fitted
+    again, features = lgbm.predict_global_model(model, event_data["horizon"], event_data["exog"])
+    assert features is None
+    pd.testing.assert_frame_equal(again, forecasts)  # deterministic
+
+
+def test_backtest_global_model_has_the_cutoffs(event_data: dict) -> None:
+    horizon, n_windows = 14, 2
+    backtest = lgbm.backtest_global_model(event_data["frame"], event_data["setup"], {"n_estimators": 40}, horizon, n_windows)
+    assert list(backtest.columns) == ["unique_id", "ds", "cutoff", "y", lgbm.MODEL_NAME]
+    assert sorted(backtest["cutoff"].unique()) == backtest_cutoffs(event_data["frame"], horizon, n_windows)
+    assert len(backtest) == 4 * horizon * n_windows
+    lead = (backtest["ds"] - backtest["cutoff"]).dt.days
+    assert lead.min() == 1 and lead.max() == horizon
+    assert (backtest[lgbm.MODEL_NAME] >= 0).all()
+
+
+# --------------------------------------------------------------------------------------------------
+# Optuna tuning
+# --------------------------------------------------------------------------------------------------
+
+
+def test_tune_persists_and_resumes_the_study(event_data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    from forecasting_assets.models.tuning import _defaults_as_trial, tune
+
+    monkeypatch.setenv("FORECASTING_ASSETS_HOME", str(tmp_path))
+    frame = event_data["frame"]
+    frame = frame[frame["unique_id"].isin(["s0", "s3"]) & (frame["ds"] > frame["ds"].max() - pd.Timedelta(days=150))]
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    kwargs = dict(setup=event_data["setup"], horizon=7, n_windows=1, n_trials=2, timeout_s=120, storage_url=storage, study_name="lgbm-test")
+
+    first = tune(frame, **kwargs)
+    assert (tmp_path / "optuna.db").exists()
+    assert first["n_trials_total"] == 2
+    assert first["n_trials_this_run"] == 2
+    assert first["n_trials_complete"] == 2
+    assert np.isfinite(first["best_value"]) and first["best_value"] > 0
+
+    second = tune(frame, **kwargs)
+    assert second["n_trials_total"] == 4
+    assert second["n_trials_this_run"] == 2
+    assert second["best_value"] <= first["best_value"]
+    assert second["study_name"] == "lgbm-test" and second["storage"] == storage
+
+    study = optuna.load_study(study_name="lgbm-test", storage=storage)
+    assert len(study.trials) == 4
+    # the very first trial is the default parameter set (enqueued once, not on the resumed run)
+    assert study.trials[0].params == _defaults_as_trial()
+    assert study.trials[2].params != _defaults_as_trial()

@@ -1,0 +1,138 @@
+"""The whole graph materialized in-process on tiny demo data, with its last 28 days held back.
+
+Asserts properties that would catch a broken pipeline: coherence, non-negativity, horizon and series
+counts, metrics for every level, LightGBM and the chosen forecast beating seasonal naive on the
+held-back window, the warehouse answering queries, MLflow runs finished with params/metrics/model.
+"""
+
+import duckdb
+import pandas as pd
+import pytest
+
+from forecasting_assets.evaluation.metrics import OVERALL_LEVEL
+from forecasting_assets.hierarchy.aggregation import check_coherence
+
+pytestmark = pytest.mark.slow
+
+EXPECTED_TABLES = [
+    "raw_sales", "validated_sales", "sales_quarantine", "sales_calendar", "hierarchical_series",
+    "hierarchy_structure", "series_keys", "series_features", "calendar_features", "base_forecasts",
+    "forecast_features", "backtest_forecasts", "reconciled_backtest", "backtest_metrics",
+    "backtest_series_metrics", "reconciled_forecasts", "final_forecasts", "forecast_metrics",
+    "shap_values", "shap_global_importance", "shap_top_drivers", "drift_report",
+]
+
+
+def _warehouse(project):
+    return duckdb.connect(str(project["home"] / "data" / "warehouse.duckdb"), read_only=True)
+
+
+def _table(project, name: str) -> pd.DataFrame:
+    con = _warehouse(project)
+    try:
+        return con.execute(f"SELECT * FROM {name}").df()
+    finally:
+        con.close()
+
+
+def test_every_asset_and_check_succeeds(tiny_project):
+    result = tiny_project["result"]
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["reconciled_forecasts_are_coherent"]
+    assert checks["reconciled_forecasts_are_non_negative"]
+    assert checks["chosen_forecast_beats_seasonal_naive"]
+
+
+def test_warehouse_answers_queries_for_every_table(tiny_project):
+    con = _warehouse(tiny_project)
+    try:
+        views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        assert set(EXPECTED_TABLES) <= views
+        for name in EXPECTED_TABLES:
+            if name != "sales_quarantine":
+                assert con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] > 0, name
+    finally:
+        con.close()
+
+
+def test_final_forecasts_cover_every_series_and_the_horizon(tiny_project):
+    final = _table(tiny_project, "final_forecasts")
+    keys = _table(tiny_project, "series_keys")
+    assert final["unique_id"].nunique() == len(keys) == 75  # 12 M5 levels of 16 item x store series
+    assert final.groupby("unique_id").size().eq(28).all()
+    assert final["ds"].min() == pd.Timestamp(tiny_project["train_end"]) + pd.Timedelta(days=1)
+    assert (final["yhat"] >= 0).all()
+    assert final["model"].nunique() == 1
+
+
+def test_reconciled_forecasts_are_coherent(tiny_project):
+    reconciled = _table(tiny_project, "reconciled_forecasts")
+    structure = _table(tiny_project, "hierarchy_structure")
+    coherent = reconciled[reconciled["method"] != "base"]
+    wide = coherent.pivot_table(index=["unique_id", "ds"], columns="model", values="yhat").reset_index()
+    gaps = check_coherence(wide, structure, [c for c in wide.columns if c not in ("unique_id", "ds")])
+    assert gaps["max_abs_gap"].max() <= 1e-6
+    assert {"BottomUp", "MinTrace_method-ols", "MinTrace_method-wls_struct", "MinTrace_method-mint_shrink"} <= set(coherent["method"])
+    # the base forecasts are not coherent by themselves, which is why reconciliation exists
+    base = reconciled[reconciled["method"] == "base"].pivot_table(index=["unique_id", "ds"], columns="model", values="yhat").reset_index()
+    assert check_coherence(base, structure, ["LightGBM"])["max_abs_gap"].max() > 1e-3
+
+
+def test_metrics_cover_every_level_for_backtest_and_holdout(tiny_project):
+    metrics = _table(tiny_project, "forecast_metrics")
+    keys = _table(tiny_project, "series_keys")
+    for evaluation in ("backtest", "holdout"):
+        part = metrics[metrics["evaluation"] == evaluation]
+        assert set(keys["level"]) | {OVERALL_LEVEL} == set(part["level"])
+        for model in ("SeasonalNaive", "AutoETS", "CrostonOptimized", "LightGBM"):
+            assert part.loc[part["model"] == model, "wrmsse"].notna().all(), (evaluation, model)
+    assert metrics["is_chosen"].any()
+
+
+def test_lightgbm_and_chosen_forecast_beat_seasonal_naive_on_the_held_back_window(tiny_project):
+    metrics = _table(tiny_project, "forecast_metrics")
+    overall = metrics[(metrics["evaluation"] == "holdout") & (metrics["level"] == OVERALL_LEVEL)].set_index("model")["wrmsse"]
+    chosen = metrics.loc[metrics["is_chosen"], "model"].iloc[0]
+    assert overall["LightGBM"] < overall["SeasonalNaive"]
+    assert overall[chosen] < overall["SeasonalNaive"]
+
+
+def test_shap_values_explain_every_feature_of_the_forecasts(tiny_project):
+    shap_values = _table(tiny_project, "shap_values")
+    features = _table(tiny_project, "forecast_features")
+    importance = _table(tiny_project, "shap_global_importance")
+    assert set(shap_values["feature"]) == set(importance["feature"])
+    assert shap_values.groupby(["unique_id", "ds"]).size().nunique() == 1
+    assert len(shap_values[["unique_id", "ds"]].drop_duplicates()) == len(features)
+    assert (tiny_project["home"] / "data" / "outputs" / "plots" / "shap_summary.png").stat().st_size > 1000
+
+
+def test_drift_report_and_html_exist(tiny_project):
+    drift = _table(tiny_project, "drift_report")
+    assert {"column", "score", "drifted", "drift_share"} <= set(drift.columns)
+    assert (tiny_project["home"] / "data" / "outputs" / "reports" / "drift_report.html").stat().st_size > 10_000
+
+
+def test_mlflow_run_has_params_metrics_model_and_finished(tiny_project):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tiny_project['home'] / 'data' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("forecasting_assets")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert "lgbm_num_leaves" in run.data.params and "optuna_best_trial" in run.data.params
+    assert any(k.startswith("backtest_wrmsse___overall__") for k in run.data.metrics)
+    assert run.data.tags["dagster_run_id"] == tiny_project["result"].run_id
+    logged = client.search_logged_models(experiment_ids=[experiment.experiment_id])
+    assert any(m.name == "lightgbm_model" for m in logged)
+
+
+def test_optuna_study_is_persisted_and_resumed(tiny_project):
+    import optuna
+
+    storage = f"sqlite:///{tiny_project['home'] / 'data' / 'optuna.db'}"
+    studies = optuna.get_all_study_summaries(storage)
+    assert len(studies) == 1 and studies[0].n_trials == 2
