@@ -51,6 +51,17 @@ def hierarchy(sales: pd.DataFrame):
     return build_hierarchy(sales.sample(frac=1.0, random_state=1), levels, "D")
 
 
+def test_level_order_does_not_depend_on_the_order_of_levels(sales: pd.DataFrame, hierarchy) -> None:
+    other = build_hierarchy(sales, list(reversed(LEVELS)), "D")
+    mine = hierarchy.series_keys.sort_values("unique_id").reset_index(drop=True)
+    theirs = other.series_keys.sort_values("unique_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine[["unique_id", "level"]], theirs[["unique_id", "level"]])
+    assert sorted(other.bottom_ids) == sorted(hierarchy.bottom_ids)
+    # coarse to fine: a level never comes after a level with more series
+    sizes = other.series_keys.groupby("level_order")["unique_id"].nunique()
+    assert sizes.is_monotonic_increasing
+
+
 def _expected_id(row: pd.Series, cols: list[str]) -> str:
     return "/".join(row[c] for c in cols) if cols else TOTAL_ID
 
@@ -194,20 +205,20 @@ def test_a_department_in_two_categories_raises(sales: pd.DataFrame) -> None:
         build_hierarchy(broken, LEVELS, "D")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: build_hierarchy takes the bottom as the LAST of the longest levels after a stable sort by "
-        "length, so with several 2-column levels (as in M5) the bottom depends on the order of `levels`: "
-        "[[], ['store_id','dept_id'], ['state_id','cat_id']] picks state_id/cat_id as the bottom and raises "
-        "'does not determine [dept_id, store_id]' on a valid hierarchy"
-    ),
-)
 def test_bottom_level_does_not_depend_on_the_order_of_equally_long_levels(sales: pd.DataFrame) -> None:
+    # Regression: the bottom used to be the LAST of the longest levels (stable sort by length), so with
+    # several 2-column levels (as in M5) it depended on the order of ``levels`` and this valid hierarchy
+    # raised "The bottom level ['state_id', 'cat_id'] does not determine ['dept_id', 'store_id']".
     levels = [[], ["store_id", "dept_id"], ["state_id", "cat_id"]]
     h = build_hierarchy(sales, levels, "D")
     assert sorted(h.bottom_ids) == sorted(f"{s}/{d}" for s in STORES for d in DEPTS)
     assert h.series["unique_id"].nunique() == 1 + 12 + 4
+    same = build_hierarchy(sales, list(reversed(levels)), "D")
+    pd.testing.assert_frame_equal(
+        h.series.sort_values(["unique_id", "ds"]).reset_index(drop=True),
+        same.series.sort_values(["unique_id", "ds"]).reset_index(drop=True),
+    )
+    assert sorted(same.bottom_ids) == sorted(h.bottom_ids)
 
 
 def test_clashing_ids_across_levels_raise() -> None:

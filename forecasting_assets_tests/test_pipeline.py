@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 EXPECTED_TABLES = [
     "raw_sales", "validated_sales", "sales_quarantine", "sales_calendar", "hierarchical_series",
-    "hierarchy_structure", "series_keys", "series_features", "calendar_features", "base_forecasts",
+    "hierarchy_structure", "series_keys", "series_features", "exogenous_features", "base_forecasts",
     "forecast_features", "backtest_forecasts", "reconciled_backtest", "backtest_metrics",
     "backtest_series_metrics", "reconciled_forecasts", "final_forecasts", "forecast_metrics",
     "shap_values", "shap_global_importance", "shap_top_drivers", "drift_report",

@@ -27,6 +27,8 @@ from forecasting_assets.spec import TOTAL_ID
 DATES = pd.date_range("2024-01-01", periods=40, freq="D")
 MODELS = ["ModelA", "ModelB"]
 TOPDOWN = "TopDown_method-forecast_proportions"
+# qpsolvers (non-negative MinTrace) warns that it converts dense matrices to sparse: harmless here
+pytestmark = pytest.mark.filterwarnings("ignore:Converted matrix:Warning")
 ALWAYS = ["BottomUp", "MinTrace_method-ols", "MinTrace_method-wls_struct"]
 
 

@@ -12,19 +12,25 @@ import io
 import numpy as np
 import pandas as pd
 
+from forecasting_assets.spec import TOTAL_ID
+
 ID_COLUMNS = ("unique_id", "ds")
 
 
 def sample_series(features: pd.DataFrame, max_rows: int, seed: int = 0) -> tuple[pd.DataFrame, int]:
-    """Keep whole series (all horizon steps) until ``max_rows``; the top-level series is always kept."""
+    """A uniform random sample of whole series (all horizon steps) within ``max_rows``.
+
+    The grand total (``Total``) is always among them when present.
+    """
     ids = features["unique_id"].drop_duplicates().to_numpy()
     rows_per_series = max(1, len(features) // max(1, len(ids)))
     n_keep = max(1, max_rows // rows_per_series)
     if n_keep >= len(ids):
         return features, len(ids)
+    keep: set = {TOTAL_ID} if TOTAL_ID in set(ids) else set()
+    others = np.array([i for i in ids if i not in keep])
     rng = np.random.default_rng(seed)
-    keep = set(rng.choice(ids, size=n_keep, replace=False))
-    keep.add(ids[0])
+    keep |= set(rng.choice(others, size=n_keep - len(keep), replace=False))
     return features[features["unique_id"].isin(keep)], len(keep)
 
 

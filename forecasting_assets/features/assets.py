@@ -4,7 +4,7 @@
 import dagster as dg
 import pandas as pd
 
-from forecasting_assets.features.exogenous import calendar_exogenous
+from forecasting_assets.features.exogenous import calendar_exogenous, price_exogenous
 from forecasting_assets.features.series_features import compute_series_features, intermittency_classes
 from forecasting_assets.metadata import frame_metadata
 from forecasting_assets.resources import ForecastSettings
@@ -42,11 +42,39 @@ def series_features(
 
 @dg.asset(
     group_name="features",
-    description="Events and SNAP per series and day, over the history and the known future (from the calendar).",
+    description=(
+        "Exogenous features per series and day, over the history and the horizon: calendar events and SNAP "
+        "(known in advance), and the price relative to the recent regular price where the source has prices."
+    ),
 )
-def calendar_features(context: dg.AssetExecutionContext, series_keys: pd.DataFrame, sales_calendar: pd.DataFrame) -> pd.DataFrame:
-    exogenous = calendar_exogenous(series_keys, sales_calendar if len(sales_calendar) else None)
-    if exogenous is None:
+def exogenous_features(
+    context: dg.AssetExecutionContext,
+    series_keys: pd.DataFrame,
+    sales_calendar: pd.DataFrame,
+    validated_sales: pd.DataFrame,
+    hierarchy_structure: pd.DataFrame,
+    source_spec: dict,
+    settings: ForecastSettings,
+) -> pd.DataFrame:
+    spec = SourceSpec.from_dict(source_spec)
+    calendar = calendar_exogenous(series_keys, sales_calendar if len(sales_calendar) else None)
+    bottom_level = series_keys.loc[series_keys["level_order"].idxmax(), "level"]
+    bottom_columns = [] if bottom_level == "total" else bottom_level.split("/")
+    prices = price_exogenous(
+        settings.training_part(validated_sales) if "price" in validated_sales else validated_sales,
+        bottom_columns,
+        hierarchy_structure,
+        spec.season_length,
+        settings.horizon_for(spec),
+        spec.frequency,
+    )
+    frames = [f for f in (calendar, prices) if f is not None]
+    if not frames:
         exogenous = pd.DataFrame({"unique_id": pd.Series(dtype=str), "ds": pd.Series(dtype="datetime64[ns]")})
-    context.add_output_metadata({**frame_metadata(exogenous), "columns": ", ".join(exogenous.columns[2:]) or "none (no calendar)"})
+    elif len(frames) == 1:
+        exogenous = frames[0]
+    else:
+        exogenous = calendar.merge(prices, on=["unique_id", "ds"], how="outer")
+        exogenous["price_ratio"] = exogenous["price_ratio"].fillna(1.0)
+    context.add_output_metadata({**frame_metadata(exogenous), "columns": ", ".join(exogenous.columns[2:]) or "none (no calendar, no prices)"})
     return exogenous

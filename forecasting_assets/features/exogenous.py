@@ -62,3 +62,47 @@ def calendar_exogenous(series_keys: pd.DataFrame, calendar: pd.DataFrame | None)
         )
         frame["snap"] = values.reshape(-1).astype(np.float32)
     return frame
+
+
+def price_exogenous(
+    sales: pd.DataFrame,
+    bottom_columns: list[str],
+    structure: pd.DataFrame,
+    season_length: int,
+    horizon: int,
+    freq: str,
+) -> pd.DataFrame | None:
+    """unique_id, ds, price_ratio for every series: the price relative to its recent regular price.
+
+    Bottom series: price / rolling max of the price over the last 8 seasons (a promotion shows as < 1,
+    a permanent change fades out). Parent series: the mean ratio of their members. Missing prices
+    (before launch) count as regular (1.0). Beyond the last known price the ratio is carried forward
+    over the horizon. None when the source has no price.
+    """
+    if "price" not in sales.columns or sales["price"].notna().sum() == 0:
+        return None
+    bottom = sales[[*bottom_columns, "ds", "price"]].copy()
+    bottom["bottom_id"] = bottom[bottom_columns].astype(str).agg("/".join, axis=1)
+    bottom = bottom.sort_values(["bottom_id", "ds"])
+    window = max(2, 8 * max(season_length, 1))
+    regular = bottom.groupby("bottom_id", sort=False)["price"].transform(lambda p: p.rolling(window, min_periods=1).max())
+    bottom["price_ratio"] = (bottom["price"] / regular).fillna(1.0).clip(0.0, 2.0)
+
+    last = bottom["ds"].max()
+    future_dates = pd.date_range(last, periods=horizon + 1, freq=freq)[1:]
+    last_ratio = bottom.groupby("bottom_id", sort=False)["price_ratio"].last()
+    future = pd.DataFrame(
+        {
+            "bottom_id": np.repeat(last_ratio.index.to_numpy(), len(future_dates)),
+            "ds": np.tile(future_dates, len(last_ratio)),
+            "price_ratio": np.repeat(last_ratio.to_numpy(), len(future_dates)),
+        }
+    )
+    ratios = pd.concat([bottom[["bottom_id", "ds", "price_ratio"]], future], ignore_index=True)
+    per_series = (
+        ratios.merge(structure, on="bottom_id")
+        .groupby(["unique_id", "ds"], as_index=False, observed=True)["price_ratio"]
+        .mean()
+    )
+    per_series["price_ratio"] = per_series["price_ratio"].astype(np.float32)
+    return per_series

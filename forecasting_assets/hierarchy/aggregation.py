@@ -112,7 +112,8 @@ def build_hierarchy(sales: pd.DataFrame, levels: list[list[str]], freq: str) -> 
     user_levels = [list(level) for level in levels]
     hierarchy_columns = list(dict.fromkeys(col for level in user_levels for col in level))
     members = _bottom_attributes(sales, hierarchy_columns)
-    # aggregate wants the levels from the coarsest to the finest (by member count); the finest is the bottom
+    # levels from the coarsest to the finest (by member count, ties in the given order); the finest is the
+    # bottom. level_order in series_keys follows this order, whatever the order of ``levels``.
     sizes = [len(members[level].drop_duplicates()) if level else 1 for level in user_levels]
     levels = [level for _, _, level in sorted(zip(sizes, range(len(user_levels)), user_levels), key=lambda t: (t[0], t[1]))]
     bottom = levels[-1]
@@ -124,7 +125,7 @@ def build_hierarchy(sales: pd.DataFrame, levels: list[list[str]], freq: str) -> 
             f"The bottom level {bottom} does not determine {sorted(set(hierarchy_columns) - set(bottom))}: "
             "some bottom member belongs to two parents."
         )
-    series_keys = _series_keys(members, user_levels, hierarchy_columns)
+    series_keys = _series_keys(members, levels, hierarchy_columns)
 
     frame = completed.assign(**{_TOTAL_COL: TOTAL_ID})
     for col in hierarchy_columns:

@@ -29,9 +29,9 @@ class TuningConfig(dg.Config):
     study_name: str = ""  # default: lightgbm_<source folder>_<frequency>
 
 
-def _global_inputs(series, calendar_features, series_features, series_keys, spec, settings):
+def _global_inputs(series, exogenous_features, series_features, series_keys, spec, settings):
     """Training frame, feature setup and exogenous table for the global model."""
-    exogenous = calendar_features if len(calendar_features.columns) > 2 else None
+    exogenous = exogenous_features if len(exogenous_features.columns) > 2 else None
     statics = lgbm.static_table(series_features, series_keys)
     frame, static_cols, exog_cols = lgbm.training_frame(series, exogenous, statics)
     horizon = settings.horizon_for(spec)
@@ -49,7 +49,7 @@ def lightgbm_tuning(
     context: dg.AssetExecutionContext,
     config: TuningConfig,
     hierarchical_series: pd.DataFrame,
-    calendar_features: pd.DataFrame,
+    exogenous_features: pd.DataFrame,
     series_features: pd.DataFrame,
     series_keys: pd.DataFrame,
     source_spec: dict,
@@ -60,7 +60,7 @@ def lightgbm_tuning(
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
     first_cutoff = backtest_cutoffs(train, horizon, settings.n_windows)[0]
-    frame, setup, _ = _global_inputs(train[train["ds"] <= first_cutoff], calendar_features, series_features, series_keys, spec, settings)
+    frame, setup, _ = _global_inputs(train[train["ds"] <= first_cutoff], exogenous_features, series_features, series_keys, spec, settings)
     slug = re.sub(r"[^a-z0-9]+", "_", source.folder_path().name.lower()).strip("_") or "source"
     study_name = config.study_name or f"lightgbm_{slug}_{re.sub('[^A-Za-z0-9]+', '_', spec.frequency)}"
     data_dir().mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def lightgbm_model(
     context: dg.AssetExecutionContext,
     lightgbm_tuning: dict,
     hierarchical_series: pd.DataFrame,
-    calendar_features: pd.DataFrame,
+    exogenous_features: pd.DataFrame,
     series_features: pd.DataFrame,
     series_keys: pd.DataFrame,
     source_spec: dict,
@@ -105,7 +105,7 @@ def lightgbm_model(
 ) -> lgbm.FittedGlobalModel:
     spec = SourceSpec.from_dict(source_spec)
     train = settings.training_part(hierarchical_series)
-    frame, setup, _ = _global_inputs(train, calendar_features, series_features, series_keys, spec, settings)
+    frame, setup, _ = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     params = lightgbm_tuning["best_params"]
     model = lgbm.fit_global_model(frame, setup, params, seed=settings.seed, n_jobs=settings.n_jobs)
     run_id = log_model_to_mlflow(mlflow, model, lightgbm_tuning, len(frame))
@@ -158,7 +158,7 @@ def base_forecasts(
     context: dg.AssetExecutionContext,
     lightgbm_model: lgbm.FittedGlobalModel,
     hierarchical_series: pd.DataFrame,
-    calendar_features: pd.DataFrame,
+    exogenous_features: pd.DataFrame,
     source_spec: dict,
     settings: ForecastSettings,
 ):
@@ -166,7 +166,7 @@ def base_forecasts(
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
     statistical = forecast_statistical(train, horizon, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
-    exogenous = calendar_features if len(calendar_features.columns) > 2 else None
+    exogenous = exogenous_features if len(exogenous_features.columns) > 2 else None
     global_forecasts, features = lgbm.predict_global_model(lightgbm_model, horizon, exogenous, capture_features=True)
     forecasts = statistical.merge(global_forecasts, on=["unique_id", "ds"], how="inner")
     if len(forecasts) != len(statistical):
@@ -183,7 +183,7 @@ def backtest_forecasts(
     context: dg.AssetExecutionContext,
     lightgbm_tuning: dict,
     hierarchical_series: pd.DataFrame,
-    calendar_features: pd.DataFrame,
+    exogenous_features: pd.DataFrame,
     series_features: pd.DataFrame,
     series_keys: pd.DataFrame,
     source_spec: dict,
@@ -193,7 +193,7 @@ def backtest_forecasts(
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
     statistical = backtest_statistical(train, horizon, settings.n_windows, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
-    frame, setup, _ = _global_inputs(train, calendar_features, series_features, series_keys, spec, settings)
+    frame, setup, _ = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     global_backtest = lgbm.backtest_global_model(frame, setup, lightgbm_tuning["best_params"], horizon, settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs)
     backtest = statistical.merge(global_backtest[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]], on=["unique_id", "ds", "cutoff"], how="inner")
     if len(backtest) != len(statistical):

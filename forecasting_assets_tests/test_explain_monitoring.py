@@ -1,0 +1,279 @@
+"""Tests of SHAP explanations (explain/shap_values.py), Evidently drift (monitoring/drift.py) and the
+calendar features (features/exogenous.py), on small synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasting_assets.explain.shap_values import explain, global_importance, sample_series, summary_plot_png, top_drivers
+from forecasting_assets.features.exogenous import calendar_exogenous
+from forecasting_assets.hierarchy.aggregation import build_hierarchy
+from forecasting_assets.models import lightgbm_global as lgbm
+from forecasting_assets.monitoring.drift import drift_frame, drift_report, split_windows, standardize
+from forecasting_assets.spec import TOTAL_ID
+
+WEEKLY_PROFILE = np.array([1.3, 1.2, 0.9, 0.8, 0.8, 0.9, 1.1])
+HORIZON = 28
+# hierarchy-like ids: mlforecast sorts them, and "Total" does not sort first
+SERIES_IDS = ["CA", "CA_1", "TX", TOTAL_ID]
+
+# --------------------------------------------------------------------------------------------------
+# SHAP
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def explained() -> dict:
+    """A small global model whose series double on event days; a pure-noise exogenous column beside it."""
+    rng = np.random.default_rng(1)
+    n = 300
+    dates = pd.date_range("2023-01-01", periods=n + HORIZON, freq="D")
+    event = (rng.random(n + HORIZON) < 0.1).astype(float)
+    series, exog = [], []
+    for i, uid in enumerate(SERIES_IDS):
+        level = 20 + 15 * i
+        y = level * WEEKLY_PROFILE[np.arange(n) % 7] * (1 + event[:n]) + rng.normal(0, 0.05 * level, n)
+        series.append(pd.DataFrame({"unique_id": uid, "ds": dates[:n], "y": y}))
+        exog.append(pd.DataFrame({"unique_id": uid, "ds": dates, "event": event, "noise": rng.normal(size=n + HORIZON)}))
+    series, exog = pd.concat(series, ignore_index=True), pd.concat(exog, ignore_index=True)
+    keys = pd.DataFrame({"unique_id": SERIES_IDS, "level_order": [1, 2, 1, 0]})
+    frame, static_cols, exog_cols = lgbm.training_frame(series, exog, lgbm.static_table(None, keys))
+    setup = lgbm.feature_setup("D", 7, n, HORIZON)
+    setup.static_features, setup.exogenous = static_cols, exog_cols
+    model = lgbm.fit_global_model(frame, setup, {"n_estimators": 150, "num_leaves": 15, "min_child_samples": 10})
+    forecasts, features = lgbm.predict_global_model(model, HORIZON, exog, capture_features=True)
+    shap_long, base_value = explain(model, features)
+    return {"model": model, "forecasts": forecasts, "features": features, "shap": shap_long, "base": base_value}
+
+
+def test_explain_long_table_shape(explained: dict) -> None:
+    shap_long, features = explained["shap"], explained["features"]
+    names = list(explained["model"].mlf.models_[lgbm.MODEL_NAME].feature_name_)
+    assert list(shap_long.columns) == ["unique_id", "ds", "feature", "feature_value", "shap_value", "shap_units"]
+    assert len(shap_long) == len(features) * len(names)
+    assert set(shap_long["feature"]) == set(names)
+    assert not shap_long.duplicated(["unique_id", "ds", "feature"]).any()
+    # feature_value is the value the model saw for that row
+    seen = features.set_index(["unique_id", "ds"])
+    sample = shap_long.sample(50, random_state=0)
+    expected = [seen.at[(u, d), f] for u, d, f in zip(sample["unique_id"], sample["ds"], sample["feature"])]
+    np.testing.assert_allclose(sample["feature_value"], expected)
+    assert np.isfinite(explained["base"])
+
+
+def test_shap_additivity_reproduces_the_forecast(explained: dict) -> None:
+    """The module's claim: forecast = mean + std * (base_value + Σ shap_value), per series and period."""
+    model, shap_long, base_value = explained["model"], explained["shap"], explained["base"]
+    forecasts = explained["forecasts"]
+    assert (forecasts[lgbm.MODEL_NAME] > 0).all()  # no clipping at 0 in play: the identity must be exact
+    stats = np.asarray(model.mlf.ts.target_transforms[0].scaler_.stats_)
+    uids = np.asarray(model.mlf.ts.uids)
+    mean, std = pd.Series(stats[:, 0], index=uids), pd.Series(stats[:, 1], index=uids)
+
+    totals = shap_long.groupby(["unique_id", "ds"], as_index=False).agg(shap=("shap_value", "sum"), units=("shap_units", "sum"))
+    scored = totals.merge(forecasts, on=["unique_id", "ds"], validate="1:1")
+    assert len(scored) == len(forecasts)
+    rebuilt = scored["unique_id"].map(mean) + scored["unique_id"].map(std) * (base_value + scored["shap"])
+    np.testing.assert_allclose(rebuilt, scored[lgbm.MODEL_NAME], rtol=1e-6)
+    # shap_units are the same contributions in sales units
+    rebuilt_units = scored["unique_id"].map(mean) + scored["unique_id"].map(std) * base_value + scored["units"]
+    np.testing.assert_allclose(rebuilt_units, scored[lgbm.MODEL_NAME], rtol=1e-6)
+
+
+def test_global_importance_ranks_the_event_high(explained: dict) -> None:
+    importance = global_importance(explained["shap"])
+    assert list(importance.columns) == ["feature", "mean_abs_shap", "mean_abs_shap_units", "rank"]
+    assert list(importance["rank"]) == list(range(1, len(importance) + 1))
+    assert importance["mean_abs_shap"].is_monotonic_decreasing
+    ranks = importance.set_index("feature")["rank"]
+    assert ranks["event"] <= 3
+    assert ranks["event"] < ranks["noise"]
+    expected = explained["shap"].assign(a=lambda f: f["shap_value"].abs()).groupby("feature")["a"].mean()
+    np.testing.assert_allclose(importance.set_index("feature")["mean_abs_shap"], expected.reindex(importance["feature"]))
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_top_drivers_has_n_per_series(explained: dict, n: int) -> None:
+    drivers = top_drivers(explained["shap"], n=n)
+    assert drivers.groupby("unique_id").size().to_dict() == {uid: n for uid in SERIES_IDS}
+    for uid, group in drivers.groupby("unique_id"):
+        assert list(group["rank"]) == list(range(1, n + 1))
+        assert group["mean_abs_shap_units"].is_monotonic_decreasing
+        assert not group["feature"].duplicated().any()
+        # rank 1 really is the series' strongest driver
+        own = explained["shap"][explained["shap"]["unique_id"] == uid]
+        strongest = own.assign(a=own["shap_units"].abs()).groupby("feature")["a"].mean().idxmax()
+        assert group["feature"].iloc[0] == strongest
+
+
+def test_summary_plot_png_returns_png_bytes(explained: dict) -> None:
+    png = summary_plot_png(explained["shap"], max_display=5)
+    assert isinstance(png, bytes)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) > 2000
+
+
+def test_sample_series_keeps_whole_series(explained: dict) -> None:
+    features = explained["features"]
+    same, n = sample_series(features, max_rows=10_000)
+    assert n == len(SERIES_IDS) and len(same) == len(features)
+    sample, n = sample_series(features, max_rows=2 * HORIZON)
+    assert n == sample["unique_id"].nunique() and 2 <= n <= 3
+    assert (sample.groupby("unique_id").size() == HORIZON).all()  # all horizon steps of a kept series
+
+
+def test_sample_series_always_keeps_the_top_level_series(explained: dict) -> None:
+    features = explained["features"]
+    assert features["unique_id"].iloc[0] != TOTAL_ID  # how the model orders the rows
+    for seed in range(10):
+        sample, _ = sample_series(features, max_rows=HORIZON, seed=seed)
+        assert TOTAL_ID in set(sample["unique_id"]), f"seed {seed}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Drift
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seasonal_panel() -> pd.DataFrame:
+    """30 series × 500 days: weekly and mild yearly seasonality, a 10 %/year trend, log-normal noise."""
+    rng = np.random.default_rng(3)
+    n = 500
+    dates = pd.date_range("2022-01-01", periods=n, freq="D")
+    t = np.arange(n)
+    frames = []
+    for i in range(30):
+        level = rng.uniform(10, 100)
+        y = (
+            level
+            * (1 + 0.1 * t / 365)
+            * WEEKLY_PROFILE[(t + i) % 7]
+            * (1 + 0.05 * np.sin(2 * np.pi * t / 365.25 + i))
+            * np.exp(rng.normal(0, 0.1, n))
+        )
+        frames.append(pd.DataFrame({"unique_id": f"s{i:02d}", "ds": dates, "y": y}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def drift_results(seasonal_panel: pd.DataFrame) -> dict:
+    shifted = seasonal_panel.copy()
+    last = shifted["ds"] > shifted["ds"].max() - pd.Timedelta(days=28)
+    shifted.loc[last, "y"] *= 1.5
+    return {
+        "stable": drift_report(seasonal_panel, 7, current_periods=28, reference_periods=364),
+        "shifted": drift_report(shifted, 7, current_periods=28, reference_periods=364),
+    }
+
+
+def test_drift_report_stable_data_is_not_dataset_drift(drift_results: dict) -> None:
+    result = drift_results["stable"]
+    assert list(result.columns.columns) == ["column", "method", "threshold", "score", "drifted"]
+    assert list(result.columns["column"]) == ["target", "lag_1", "lag_7"]
+    assert (result.columns["threshold"] == 0.5).all()
+    assert not result.dataset_drift
+    assert result.drift_share < 0.5
+    assert result.drift_share == pytest.approx(result.columns["drifted"].mean())
+    # the target itself is well within the threshold
+    assert result.columns.set_index("column").at["target", "score"] < 0.5
+    assert result.reference_rows == 30 * 364 and result.current_rows == 30 * 28
+    assert "<html" in result.html.lower()
+
+
+def test_drift_report_level_shift_is_dataset_drift(drift_results: dict) -> None:
+    result, stable = drift_results["shifted"], drift_results["stable"]
+    assert result.dataset_drift
+    assert result.drift_share >= 0.5
+    scores = result.columns.set_index("column")["score"]
+    assert scores["target"] >= 0.5
+    assert (scores > stable.columns.set_index("column")["score"]).all()
+
+
+def test_drift_frame_and_windows() -> None:
+    series = pd.DataFrame({"unique_id": ["a"] * 10 + ["b"] * 10, "ds": list(pd.date_range("2024-01-01", periods=10)) * 2,
+                           "y": list(range(10)) + list(range(100, 110))}).sample(frac=1.0, random_state=0)
+    frame = drift_frame(series, season_length=3)
+    assert list(frame.columns) == ["unique_id", "ds", "target", "lag_1", "lag_3"]
+    assert len(frame) == 2 * 7  # the first 3 periods of each series lack lags
+    row = frame[(frame["unique_id"] == "b") & (frame["ds"] == pd.Timestamp("2024-01-06"))].iloc[0]
+    assert (row["target"], row["lag_1"], row["lag_3"]) == (105, 104, 102)  # no mixing of series
+    reference, current = split_windows(frame, current_periods=2, reference_periods=3)
+    assert sorted(current["ds"].unique()) == list(pd.date_range("2024-01-09", periods=2))
+    assert sorted(reference["ds"].unique()) == list(pd.date_range("2024-01-06", periods=3))
+    ref_scaled, cur_scaled = standardize(reference, current, ["target"])
+    np.testing.assert_allclose(ref_scaled.groupby("unique_id")["target"].mean(), 0.0, atol=1e-12)
+    # reference targets of "a" are 5, 6, 7 (mean 6, std 1): the current 8 and 9 are 2 and 3 std above
+    np.testing.assert_allclose(cur_scaled.sort_values(["unique_id", "ds"])["target"], [2.0, 3.0, 2.0, 3.0])
+
+
+# --------------------------------------------------------------------------------------------------
+# Calendar exogenous features
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def calendar_case() -> dict:
+    stores = {"CA_1": "CA", "CA_2": "CA", "TX_1": "TX", "WI_1": "WI"}
+    days = pd.date_range("2024-02-01", periods=6, freq="D")
+    sales = pd.DataFrame(
+        [{"state_id": st, "store_id": s, "cat_id": c, "ds": d, "y": 1.0} for s, st in stores.items() for c in ("FOODS", "HOBBIES") for d in days[:4]]
+    )
+    hierarchy = build_hierarchy(sales, [[], ["state_id"], ["store_id"], ["cat_id"], ["state_id", "cat_id"], ["store_id", "cat_id"]], "D")
+    calendar = pd.DataFrame(
+        {
+            "ds": days,  # two days beyond the sales: the known future
+            "event_name": ["", "SuperBowl", "", "Valentine|Easter", "", ""],
+            "event_type": ["", "Sporting", "", "Cultural|Religious", "", "National"],
+            "snap_CA": [1, 1, 0, 0, 1, 0],
+            "snap_TX": [0, 1, 1, 0, 1, 0],
+            "snap_WI": [0, 1, 0, 1, 0, 0],
+        }
+    )
+    exog = calendar_exogenous(hierarchy.series_keys, calendar)
+    return {"keys": hierarchy.series_keys, "calendar": calendar, "exog": exog, "days": days}
+
+
+def _snap(case: dict, uid: str) -> list[float]:
+    exog = case["exog"]
+    return exog.loc[exog["unique_id"] == uid].sort_values("ds")["snap"].tolist()
+
+
+def test_calendar_exogenous_shape_and_event_columns(calendar_case: dict) -> None:
+    exog, keys, days = calendar_case["exog"], calendar_case["keys"], calendar_case["days"]
+    assert list(exog.columns) == ["unique_id", "ds", "is_event", "event_cultural", "event_national", "event_religious", "event_sporting", "snap"]
+    assert len(exog) == len(keys) * len(days)
+    assert not exog.duplicated(["unique_id", "ds"]).any()
+    assert set(exog["unique_id"]) == set(keys["unique_id"])
+    total = exog[exog["unique_id"] == TOTAL_ID].sort_values("ds")
+    assert total["is_event"].tolist() == [0, 1, 0, 1, 0, 0]  # only named events count
+    assert total["event_sporting"].tolist() == [0, 1, 0, 0, 0, 0]
+    assert total["event_cultural"].tolist() == [0, 0, 0, 1, 0, 0]
+    assert total["event_religious"].tolist() == [0, 0, 0, 1, 0, 0]
+    assert total["event_national"].tolist() == [0, 0, 0, 0, 0, 1]
+    # event flags are the same for every series
+    per_day = exog.groupby("ds")[["is_event", "event_sporting"]].nunique()
+    assert (per_day == 1).all().all()
+
+
+def test_calendar_exogenous_snap_per_state_and_share_for_aggregates(calendar_case: dict) -> None:
+    cal = calendar_case["calendar"]
+    ca, tx, wi = (cal[f"snap_{s}"].astype(float).tolist() for s in ("CA", "TX", "WI"))
+    for uid, expected in [("CA", ca), ("TX", tx), ("WI", wi), ("CA_2", ca), ("TX_1", tx), ("CA/HOBBIES", ca), ("WI_1/FOODS", wi)]:
+        assert _snap(calendar_case, uid) == expected, uid
+    share = cal[["snap_CA", "snap_TX", "snap_WI"]].mean(axis=1).tolist()
+    for uid in (TOTAL_ID, "FOODS", "HOBBIES"):  # span all three states
+        np.testing.assert_allclose(_snap(calendar_case, uid), share, rtol=1e-6)
+
+
+def test_calendar_exogenous_without_calendar_or_snap() -> None:
+    keys = pd.DataFrame({"unique_id": [TOTAL_ID, "A"], "level": ["total", "store_id"], "level_order": [0, 1], "store_id": [None, "A"]})
+    assert calendar_exogenous(keys, None) is None
+    assert calendar_exogenous(keys, pd.DataFrame(columns=["ds"])) is None
+    calendar = pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=3), "event_name": ["", "X", ""], "event_type": ["", "Sporting", ""]})
+    exog = calendar_exogenous(keys, calendar)
+    assert list(exog.columns) == ["unique_id", "ds", "is_event", "event_sporting"]
+    assert len(exog) == 6
+
