@@ -12,8 +12,6 @@ WEIGHTS ?=
 DEMO_SIZE ?= small
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export FORECASTING_ASSETS_HOME := $(CURDIR)
-export MPLCONFIGDIR := $(CURDIR)/data/.cache/matplotlib
-export NUMBA_CACHE_DIR := $(CURDIR)/data/.cache/numba
 
 .PHONY: install run test dev mlflow demo lock dagster-home clean-outputs
 
@@ -28,7 +26,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 install: $(VENV)/.installed
 
 dagster-home:
-	@mkdir -p $(DAGSTER_HOME) $(MPLCONFIGDIR) $(NUMBA_CACHE_DIR)
+	@mkdir -p $(DAGSTER_HOME)
 	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 data/demo/sales.csv: | install

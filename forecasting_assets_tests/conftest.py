@@ -17,7 +17,6 @@ def _project_home_is_temporary(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.getbasetemp() / "project_home"
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("FORECASTING_ASSETS_HOME", str(home))
-    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.getbasetemp() / "mpl"))
 
 
 @pytest.fixture(scope="session")

@@ -682,6 +682,16 @@ def _drop_empty_rows(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return df.loc[~empty].reset_index(drop=True)
 
 
+def _read_csv_checked(path: Path, **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_csv`` keeping empty cells as text, with errors turned into SourceErrors naming the file."""
+    try:
+        return pd.read_csv(path, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig", **kwargs)
+    except UnicodeDecodeError:
+        raise _utf8_error(path) from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise _error(path, f"cannot be parsed as CSV ({exc})") from None
+
+
 def _read_long_file(folder: Path, name: str, spec: SourceSpec) -> pd.DataFrame:
     """One long CSV/Parquet file → hierarchy columns, ds, y, [price], source_file, source_row."""
     path = folder / name
@@ -700,20 +710,7 @@ def _read_long_file(folder: Path, name: str, spec: SourceSpec) -> pd.DataFrame:
     else:
         dtypes: dict[str, Any] = {c: "category" for c in hier + [spec.date_column]}
         value_cols = [spec.target_column] + ([spec.price_column] if spec.price_column else [])
-        try:
-            df = pd.read_csv(
-                path,
-                usecols=wanted,
-                dtype=dtypes,
-                keep_default_na=False,
-                na_values={c: NA_STRINGS for c in value_cols},
-                skip_blank_lines=False,
-                encoding="utf-8-sig",
-            )
-        except UnicodeDecodeError:
-            raise _utf8_error(path) from None
-        except (pd.errors.ParserError, ValueError) as exc:
-            raise _error(path, f"cannot be parsed as CSV ({exc})") from None
+        df = _read_csv_checked(path, usecols=wanted, dtype=dtypes, na_values={c: NA_STRINGS for c in value_cols})
         df["source_row"] = np.arange(2, len(df) + 2, dtype=np.int64)
         df = _drop_empty_rows(df, wanted)
         if df.empty:
@@ -808,20 +805,7 @@ def _read_m5_file(folder: Path, name: str, spec: SourceSpec) -> pd.DataFrame:
     day_cols = _day_columns(header)
     if not day_cols:
         raise _missing_columns_error(path, ["d_1"], header, role="day")
-    try:
-        wide = pd.read_csv(
-            path,
-            usecols=hier + day_cols,
-            dtype={c: str for c in hier},
-            keep_default_na=False,
-            na_values={d: NA_STRINGS for d in day_cols},
-            skip_blank_lines=False,
-            encoding="utf-8-sig",
-        )
-    except UnicodeDecodeError:
-        raise _utf8_error(path) from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise _error(path, f"cannot be parsed as CSV ({exc})") from None
+    wide = _read_csv_checked(path, usecols=hier + day_cols, dtype={c: str for c in hier}, na_values={d: NA_STRINGS for d in day_cols})
     wide["_line"] = np.arange(2, len(wide) + 2, dtype=np.int64)
     wide = _drop_empty_rows(wide, hier + day_cols)
     if wide.empty:

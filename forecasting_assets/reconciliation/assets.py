@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from forecasting_assets.hierarchy.aggregation import check_coherence
-from forecasting_assets.metadata import frame_metadata
+from forecasting_assets.metadata import forecast_plot_png, frame_metadata, png_markdown
 from forecasting_assets.models.assets import BASE_MODELS
 from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, to_long
 
@@ -99,9 +99,14 @@ def reconciled_forecasts_are_non_negative(reconciled_forecasts: pd.DataFrame) ->
     group_name="reconciliation",
     description="The forecast to use: the chosen reconciled forecast per series and period, with its level (unique_id, level, ds, yhat, model).",
 )
-def final_forecasts(context: dg.AssetExecutionContext, reconciled_forecasts: pd.DataFrame, series_keys: pd.DataFrame) -> pd.DataFrame:
+def final_forecasts(
+    context: dg.AssetExecutionContext, reconciled_forecasts: pd.DataFrame, series_keys: pd.DataFrame, hierarchical_series: pd.DataFrame
+) -> pd.DataFrame:
     chosen = reconciled_forecasts[reconciled_forecasts["is_chosen"]]
     table = chosen.merge(series_keys[["unique_id", "level"]], on="unique_id")[["unique_id", "level", "ds", "yhat", "model"]]
     table = table.sort_values(["unique_id", "ds"]).reset_index(drop=True)
-    context.add_output_metadata({**frame_metadata(table), "model": str(table["model"].iloc[0])})
+    top = series_keys.sort_values("level_order")["unique_id"].iloc[0]
+    history = hierarchical_series[(hierarchical_series["unique_id"] == top) & (hierarchical_series["ds"] < table["ds"].min())]
+    png = forecast_plot_png(history, table[table["unique_id"] == top], f"{top}: history and {table['model'].iloc[0]}")
+    context.add_output_metadata({**frame_metadata(table), "model": str(table["model"].iloc[0]), "top_level_plot": png_markdown(png, top)})
     return table
