@@ -11,6 +11,7 @@ never from the window being reconciled.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,7 +102,10 @@ def reconcile(
             continue
         hrec = HierarchicalReconciliation(reconcilers=[choice.reconciler])
         try:
-            result = hrec.reconcile(Y_hat_df=y_hat, S_df=s_df, tags=tags, **(kwargs if choice.needs_residuals else {}))
+            with warnings.catch_warnings():
+                # qpsolvers converts the non-negative MinTrace QP to sparse on every solve and says so
+                warnings.filterwarnings("ignore", message="Converted matrix")
+                result = hrec.reconcile(Y_hat_df=y_hat, S_df=s_df, tags=tags, **(kwargs if choice.needs_residuals else {}))
         except Exception as error:  # degenerate residuals, singular matrices: record and go on
             skipped[choice.name] = f"failed: {type(error).__name__}: {error}"[:300]
             continue
