@@ -13,7 +13,7 @@ DEMO_SIZE ?= small
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export FORECASTING_ASSETS_HOME := $(CURDIR)
 
-.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs
+.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -50,6 +50,11 @@ dev: install dagster-home
 
 mlflow: install
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/data/mlflow.db
+
+# M5 accuracy: the graph on ../shared/data/m5 trained to d_$(CUTOFF), scored on the next 28 days
+CUTOFF ?= 1913
+bench-accuracy: install
+	$(PY) -m forecasting_assets.benchmarks.m5_accuracy --cutoff $(CUTOFF) --horizon 28 --out data/bench/m5_accuracy
 
 # re-resolve the pinned dependency set into the lock file
 lock: install

@@ -259,6 +259,19 @@ def _weight_key_columns(keys: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({ID: keys[ID], "Agg_Level_1": first.astype(str), "Agg_Level_2": second.astype(str)})
 
 
+def m5_keys(series_keys: pd.DataFrame) -> pd.DataFrame:
+    """``unique_id, Level_id, Agg_Level_1, Agg_Level_2``: each series of an M5 level keyed like the M5 files
+    (``Level1, Total, X``; ``Level7, CA, FOODS_1``). Series of levels that are not M5 levels are left out."""
+    pieces = []
+    for level in _level_order(series_keys):
+        level_id = m5_level_id(level_columns(level))
+        if level_id is not None:
+            keys = _weight_key_columns(series_keys.loc[series_keys["level"] == level], M5_LEVELS[level_id])
+            pieces.append(keys.assign(Level_id=level_id)[[ID, "Level_id", "Agg_Level_1", "Agg_Level_2"]])
+    columns = [ID, "Level_id", "Agg_Level_1", "Agg_Level_2"]
+    return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=columns)
+
+
 def m5_weights(weights_file: Path, series_keys: pd.DataFrame) -> pd.DataFrame:
     """Read the official M5 weights CSV (``Level_id, Agg_Level_1, Agg_Level_2, Weight``) as
     ``unique_id, level, weight`` for our series.

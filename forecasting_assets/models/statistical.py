@@ -70,3 +70,28 @@ def backtest_statistical(
         df=series[["unique_id", "ds", "y"]], h=horizon, n_windows=n_windows, step_size=horizon
     )
     return clip_negative(backtest.reset_index(drop=True), STAT_MODELS)
+
+
+def forecast_ets_quantiles(
+    series: pd.DataFrame, horizon: int, freq: str, season_length: int, quantiles: list[float], ets_model: str = "ZNZ", n_jobs: int = 1
+) -> pd.DataFrame:
+    """AutoETS point forecasts with its own (normal) prediction intervals turned into quantile columns.
+
+    Quantile q < 0.5 is the lower bound of the 100·(1-2q) % interval, q > 0.5 the upper bound; 0.5 is the
+    point forecast. Columns ``q0.005`` …, clipped at zero. The interval baseline of the M5 benchmark.
+    """
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS
+
+    levels = sorted({round(100 * (1 - 2 * min(q, 1 - q)), 6) for q in quantiles if q != 0.5})
+    sf = StatsForecast(models=[AutoETS(season_length=season_length, model=ets_model)], freq=freq, n_jobs=n_jobs)
+    raw = sf.forecast(df=series[["unique_id", "ds", "y"]], h=horizon, level=[lv for lv in levels if lv > 0])
+    table = raw[["unique_id", "ds"]].copy()
+    for q in quantiles:
+        level = round(100 * (1 - 2 * min(q, 1 - q)), 6)
+        if q == 0.5:
+            column = "AutoETS"
+        else:
+            column = f"AutoETS-{'lo' if q < 0.5 else 'hi'}-{level}"  # statsforecast names it by the level as passed
+        table[f"q{q:g}"] = raw[column].clip(lower=0.0).to_numpy()
+    return table.reset_index(drop=True)

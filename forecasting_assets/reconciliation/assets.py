@@ -7,6 +7,7 @@ import pandas as pd
 from forecasting_assets.hierarchy.aggregation import check_coherence
 from forecasting_assets.metadata import forecast_plot_png, frame_metadata, png_markdown
 from forecasting_assets.models.assets import BASE_MODELS
+from forecasting_assets.reconciliation.quantiles import M5_QUANTILES, conformal_quantiles
 from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, to_long
 
 COHERENCE_TOLERANCE = 1e-6
@@ -109,4 +110,19 @@ def final_forecasts(
     history = hierarchical_series[(hierarchical_series["unique_id"] == top) & (hierarchical_series["ds"] < table["ds"].min())]
     png = forecast_plot_png(history, table[table["unique_id"] == top], f"{top}: history and {table['model'].iloc[0]}")
     context.add_output_metadata({**frame_metadata(table), "model": str(table["model"].iloc[0]), "top_level_plot": png_markdown(png, top)})
+    return table
+
+
+@dg.asset(
+    group_name="reconciliation",
+    description=(
+        "Quantiles (0.5 %–99.5 %, the M5 levels) around final_forecasts from the chosen forecast's own "
+        "backtest errors (conformal); non-negative and monotone in the quantile level."
+    ),
+)
+def forecast_quantiles(context: dg.AssetExecutionContext, final_forecasts: pd.DataFrame, reconciled_backtest: pd.DataFrame) -> pd.DataFrame:
+    chosen = str(final_forecasts["model"].iloc[0])
+    backtest = reconciled_backtest[reconciled_backtest["model"] == chosen]
+    table = conformal_quantiles(final_forecasts, backtest, M5_QUANTILES)
+    context.add_output_metadata({**frame_metadata(table), "model": chosen, "residuals_per_series": int(len(backtest) / max(1, backtest["unique_id"].nunique()))})
     return table
