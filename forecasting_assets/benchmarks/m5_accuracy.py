@@ -109,14 +109,17 @@ def run_graph(source: Path, home: Path, train_end: pd.Timestamp, horizon: int, w
             run_config={"ops": {"lightgbm_tuning": {"config": {"n_trials": trials}}}},
         )
         starts: dict[str, float] = {}
-        for event in result.all_events:
+        for entry in instance.all_logs(result.run_id):
+            event = entry.dagster_event
+            if event is None:
+                continue
             if event.event_type_value == "STEP_START":
-                starts[event.step_key] = event.timestamp
+                starts[event.step_key] = entry.timestamp
             elif event.event_type_value == "STEP_SUCCESS":
-                start = starts.get(event.step_key, event.timestamp)
+                start = starts.get(event.step_key, entry.timestamp)
                 stages[event.step_key] = {
-                    "seconds": round(event.timestamp - start, 2),
-                    "peak_rss_gb": round(sampler.peak_between(start, event.timestamp) / 2**30, 3),
+                    "seconds": round(entry.timestamp - start, 2),
+                    "peak_rss_gb": round(sampler.peak_between(start, entry.timestamp) / 2**30, 3),
                 }
     return stages, {"run_id": result.run_id, "success": result.success}
 
