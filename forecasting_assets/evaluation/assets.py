@@ -13,7 +13,7 @@ from forecasting_assets.evaluation.metrics import (
     sales_share_weights,
     score_forecasts,
 )
-from forecasting_assets.reconciliation.reconcile import BASE_METHOD, to_long, to_wide
+from forecasting_assets.reconciliation.reconcile import BASE_METHOD, to_wide
 from forecasting_assets.resources import ForecastSettings
 from forecasting_assets.spec import SourceSpec
 

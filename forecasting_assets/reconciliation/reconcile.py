@@ -14,7 +14,6 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from forecasting_assets.hierarchy.aggregation import summing_matrix, tags_from_keys
@@ -153,12 +152,3 @@ def reconcile_backtest(
         frames.append(reconciled)
         skipped_all.update(skipped)
     return pd.concat(frames, ignore_index=True), skipped_all
-
-
-def reconciled_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if "/" in c]
-
-
-def negative_share(frame: pd.DataFrame, columns: list[str]) -> float:
-    values = frame[columns].to_numpy()
-    return float(np.mean(values < -1e-9)) if values.size else 0.0
