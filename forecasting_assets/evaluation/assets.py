@@ -63,7 +63,7 @@ def backtest_metrics(
         metadata={
             "weights": weights_source,
             "windows_scored": int(reconciled_backtest["cutoff"].nunique()),
-            "wrmsse_by_level": dg.MetadataValue.md(accuracy_table_markdown(per_level[per_level["method"].isin([BASE_METHOD]) | per_level["model"].str.contains("/")].drop(columns=["evaluation", "base_model", "method"]), baseline=BASELINE)),
+            "wrmsse_by_level": dg.MetadataValue.md(accuracy_table_markdown(per_level.drop(columns=["evaluation", "base_model", "method"]), baseline=BASELINE)),
         },
     )
     yield dg.Output(per_series, output_name="backtest_series_metrics", metadata={"dagster/row_count": len(per_series)})

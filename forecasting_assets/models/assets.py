@@ -29,16 +29,20 @@ class TuningConfig(dg.Config):
     study_name: str = ""  # default: lightgbm_<source folder>_<frequency>
 
 
+def _exogenous_or_none(exogenous_features: pd.DataFrame) -> pd.DataFrame | None:
+    """The exogenous table, or None when the source has neither a calendar nor prices."""
+    return exogenous_features if len(exogenous_features.columns) > 2 else None
+
+
 def _global_inputs(series, exogenous_features, series_features, series_keys, spec, settings):
-    """Training frame, feature setup and exogenous table for the global model."""
-    exogenous = exogenous_features if len(exogenous_features.columns) > 2 else None
+    """Training frame and feature setup for the global model."""
     statics = lgbm.static_table(series_features, series_keys)
-    frame, static_cols, exog_cols = lgbm.training_frame(series, exogenous, statics)
+    frame, static_cols, exog_cols = lgbm.training_frame(series, _exogenous_or_none(exogenous_features), statics)
     horizon = settings.horizon_for(spec)
     setup = lgbm.feature_setup(spec.frequency, spec.season_length, series["ds"].nunique(), horizon)
     setup.static_features = static_cols
     setup.exogenous = exog_cols
-    return frame, setup, exogenous
+    return frame, setup
 
 
 @dg.asset(
@@ -60,7 +64,7 @@ def lightgbm_tuning(
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
     first_cutoff = backtest_cutoffs(train, horizon, settings.n_windows)[0]
-    frame, setup, _ = _global_inputs(train[train["ds"] <= first_cutoff], exogenous_features, series_features, series_keys, spec, settings)
+    frame, setup = _global_inputs(train[train["ds"] <= first_cutoff], exogenous_features, series_features, series_keys, spec, settings)
     slug = re.sub(r"[^a-z0-9]+", "_", source.folder_path().name.lower()).strip("_") or "source"
     study_name = config.study_name or f"lightgbm_{slug}_{re.sub('[^A-Za-z0-9]+', '_', spec.frequency)}"
     data_dir().mkdir(parents=True, exist_ok=True)
@@ -105,7 +109,7 @@ def lightgbm_model(
 ) -> lgbm.FittedGlobalModel:
     spec = SourceSpec.from_dict(source_spec)
     train = settings.training_part(hierarchical_series)
-    frame, setup, _ = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
+    frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     params = lightgbm_tuning["best_params"]
     model = lgbm.fit_global_model(frame, setup, params, seed=settings.seed, n_jobs=settings.n_jobs)
     run_id = log_model_to_mlflow(mlflow, model, lightgbm_tuning, len(frame))
@@ -166,8 +170,9 @@ def base_forecasts(
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
     statistical = forecast_statistical(train, horizon, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
-    exogenous = exogenous_features if len(exogenous_features.columns) > 2 else None
-    global_forecasts, features = lgbm.predict_global_model(lightgbm_model, horizon, exogenous, capture_features=True)
+    global_forecasts, features = lgbm.predict_global_model(
+        lightgbm_model, horizon, _exogenous_or_none(exogenous_features), capture_features=True
+    )
     forecasts = statistical.merge(global_forecasts, on=["unique_id", "ds"], how="inner")
     if len(forecasts) != len(statistical):
         raise RuntimeError("statistical and LightGBM forecasts do not cover the same series and dates")
@@ -193,7 +198,7 @@ def backtest_forecasts(
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
     statistical = backtest_statistical(train, horizon, settings.n_windows, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
-    frame, setup, _ = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
+    frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     global_backtest = lgbm.backtest_global_model(frame, setup, lightgbm_tuning["best_params"], horizon, settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs)
     backtest = statistical.merge(global_backtest[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]], on=["unique_id", "ds", "cutoff"], how="inner")
     if len(backtest) != len(statistical):

@@ -64,11 +64,12 @@ def tune(
         storage=storage_url,
         direction="minimize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed + len_trials(storage_url, study_name)),
     )
     trials_before = len(study.trials)
+    # a fresh seed per resumed run, so that a resumed study does not replay the same suggestions
+    study.sampler = optuna.samplers.TPESampler(seed=seed + trials_before)
     if trials_before == 0:
-        study.enqueue_trial({k: v for k, v in _defaults_as_trial().items()})
+        study.enqueue_trial(_defaults_as_trial())
     started = time.perf_counter()
     study.optimize(
         lambda trial: cv_rmsse(frame, setup, suggest_params(trial), horizon, n_windows, n_jobs),
@@ -91,16 +92,6 @@ def tune(
         "cv_windows": n_windows,
         "objective": "mean RMSSE over series and windows",
     }
-
-
-def len_trials(storage_url: str, study_name: str) -> int:
-    """Trials already in the study (0 when it does not exist yet): varies the sampler seed across runs."""
-    import optuna
-
-    try:
-        return len(optuna.load_study(study_name=study_name, storage=storage_url).trials)
-    except KeyError:
-        return 0
 
 
 def _defaults_as_trial() -> dict:

@@ -97,8 +97,6 @@ def reconcile(
         kwargs["Y_df"] = residuals[["unique_id", "ds", "y", *models]]
     outputs = []
     for choice in choices:
-        if choice.needs_residuals and "Y_df" not in kwargs:
-            continue
         hrec = HierarchicalReconciliation(reconcilers=[choice.reconciler])
         try:
             with warnings.catch_warnings():
