@@ -551,3 +551,15 @@ def test_benchmark_m5_item_scale(tmp_path: Path) -> None:
     assert len(quarantine) == 0 and len(validated) == 30490 * n_days
 
 
+
+
+def test_latest_day_coverage_flags_a_missing_store():
+    from forecasting_assets.ingest.assets import latest_day_coverage
+
+    days = pd.date_range("2024-01-01", periods=9, freq="D")
+    full = pd.DataFrame([(d, s, dpt) for d in days for s in ("CA_1", "CA_2", "TX_1") for dpt in ("F1", "F2")], columns=["ds", "store_id", "dept_id"])
+    coverage, facts = latest_day_coverage(full, ["store_id", "dept_id"])
+    assert coverage == 1.0 and facts["latest_day"] == "2024-01-09"
+    partial = full[~((full["ds"] == days[-1]) & (full["store_id"] == "TX_1"))]  # one store's file did not arrive
+    coverage, facts = latest_day_coverage(partial, ["store_id", "dept_id"])
+    assert coverage == pytest.approx(4 / 6) and facts["series_on_latest_day"] == 4

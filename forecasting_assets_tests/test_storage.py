@@ -371,3 +371,22 @@ def test_io_manager_partitioned_asset_gets_a_file_per_partition(tmp_path: Path, 
     assert (tmp_path / "out" / "sales_by_state" / "TX.parquet").exists()
     inp = dg.build_input_context(asset_key=key, partition_key="TX", asset_partitions_def=partitions)
     assert io_manager.load_input(inp)["y"].tolist() == [2.0]
+
+
+def test_io_manager_gives_an_unpartitioned_reader_every_stored_partition_and_a_view(tmp_path: Path, io_manager) -> None:
+    import dagster as dg
+
+    from forecasting_assets.storage.warehouse import connect
+
+    partitions = dg.StaticPartitionsDefinition(["b1", "b2", "b3"])
+    key = dg.AssetKey(["landed"])
+    for batch, value in (("b1", 1.0), ("b2", 2.0)):  # b3 not materialized yet
+        io_manager.handle_output(dg.build_output_context(asset_key=key, partition_key=batch, asset_partitions_def=partitions), pd.DataFrame({"y": [value]}))
+    inp = dg.build_input_context(
+        asset_key=key, asset_partitions_def=partitions, asset_partition_key_range=dg.PartitionKeyRange("b1", "b3")
+    )
+    stored = io_manager.load_input(inp)
+    assert sorted(stored) == ["b1", "b2"] and stored["b2"]["y"].tolist() == [2.0]
+    # the folder of partitions is one view in the warehouse
+    with connect(tmp_path / "wh.duckdb") as con:
+        assert con.execute("SELECT sum(y) FROM landed").fetchone()[0] == 3.0

@@ -5,15 +5,16 @@ import dagster as dg
 import pandas as pd
 
 from forecasting_assets.hierarchy.aggregation import build_hierarchy
+from forecasting_assets.ingest.assets import FOLLOWS_NEW_DATA
 from forecasting_assets.metadata import frame_metadata
 from forecasting_assets.spec import SourceSpec
 
 
 @dg.multi_asset(
     outs={
-        "hierarchical_series": dg.AssetOut(description="unique_id, ds, y for every series of every level (hierarchicalforecast aggregate).", group_name="hierarchy"),
-        "hierarchy_structure": dg.AssetOut(description="The summing matrix S as pairs (unique_id, bottom_id).", group_name="hierarchy"),
-        "series_keys": dg.AssetOut(description="One row per series: unique_id, level, level_order and its hierarchy column values.", group_name="hierarchy"),
+        "hierarchical_series": dg.AssetOut(description="unique_id, ds, y for every series of every level (hierarchicalforecast aggregate).", group_name="hierarchy", automation_condition=FOLLOWS_NEW_DATA),
+        "hierarchy_structure": dg.AssetOut(description="The summing matrix S as pairs (unique_id, bottom_id).", group_name="hierarchy", automation_condition=FOLLOWS_NEW_DATA),
+        "series_keys": dg.AssetOut(description="One row per series: unique_id, level, level_order and its hierarchy column values.", group_name="hierarchy", automation_condition=FOLLOWS_NEW_DATA),
     },
     ins={"validated_sales": dg.AssetIn(), "source_spec": dg.AssetIn()},
 )

@@ -1,61 +1,89 @@
-"""Ingest: read the source folder (and the landing folder), validate, quarantine bad rows."""
+"""Ingest: read the source folder and the landed batches, validate, quarantine bad rows."""
 
 
-from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
+from forecasting_assets.ingest.landing import batch_file, is_landing_name, landing_spec, read_landing_file, read_manifest
 from forecasting_assets.ingest.sources import concat_raw_sales, load_source_spec, read_calendar, read_raw_sales
 from forecasting_assets.ingest.validation import validate_sales
 from forecasting_assets.metadata import frame_metadata, table_preview
 from forecasting_assets.resources import SalesSource
 from forecasting_assets.spec import SourceSpec
 
-LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+# one partition per accepted landing file (see ingest/landing.py); added by the landing-folder sensor
+landing_batches = dg.DynamicPartitionsDefinition(name="landing_batches")
 
+# file reads and MLflow calls can fail transiently (NFS hiccup, a locked SQLite store): retry, with backoff
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 
-def landing_files(folder: Path) -> list[Path]:
-    """Complete sales files in the landing folder (hidden and ``.tmp`` files are still being written)."""
-    if not folder.exists():
-        return []
-    return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.name.endswith(LANDING_SUFFIXES)
-    )
+# the latest sales are expected every night: stale after 26 hours (shown as asset health in the UI)
+NIGHTLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25))
+
+# ingest and aggregation follow new landed batches on their own (the automation-condition sensor)
+FOLLOWS_NEW_DATA = dg.AutomationCondition.eager()
 
 
 def read_landing(folder: Path, spec: SourceSpec) -> pd.DataFrame | None:
-    """Landing files are long-format rows with the source's column names (``date``/``sales`` for M5)."""
-    files = landing_files(folder)
-    if not files:
-        return None
-    landing_spec = replace(
-        spec,
-        format="long",
-        files=[p.name for p in files],
-        date_column=spec.date_column if spec.format == "long" else "date",
-        target_column=spec.target_column if spec.format == "long" else "sales",
-        price_column=spec.price_column if spec.format == "long" else None,
+    """Every complete sales file directly in ``folder`` (long format), or None when there is none."""
+    names = [p.name for p in sorted(Path(folder).iterdir()) if p.is_file() and is_landing_name(p.name)] if Path(folder).is_dir() else []
+    return read_raw_sales(Path(folder), landing_spec(spec, names)) if names else None
+
+
+@dg.asset(
+    partitions_def=landing_batches,
+    group_name="ingest",
+    retry_policy=TRANSIENT_RETRY,
+    description=(
+        "One accepted landing file per partition (key: first day_last day_hash), read from "
+        "data/landing/archive in the raw-sales contract. Partitions are added by landing_folder_sensor."
+    ),
+)
+def landed_sales(context: dg.AssetExecutionContext, source: SalesSource) -> pd.DataFrame:
+    folder = source.landing_path()
+    spec = load_source_spec(source.folder_path())
+    path = batch_file(folder, context.partition_key)
+    rows = read_landing_file(path.parent, path.name, spec)
+    days = pd.to_datetime(rows["ds"].astype(str), errors="coerce")
+    context.add_output_metadata(
+        {
+            "dagster/row_count": len(rows),
+            "file": dg.MetadataValue.path(str(path)),
+            "first_day": str(days.min().date()) if days.notna().any() else "none",
+            "last_day": str(days.max().date()) if days.notna().any() else "none",
+        }
     )
-    return read_raw_sales(folder, landing_spec)
+    return rows
+
+
+def newest_first(batches: dict[str, pd.DataFrame], order: list[str]) -> list[pd.DataFrame]:
+    """Landed batches from the most recently accepted to the oldest (validation keeps the first of
+    duplicate keys, so a later file supersedes earlier rows; the superseded rows are quarantined)."""
+    rank = {key: i for i, key in enumerate(order)}
+    return [batches[k] for k in sorted(batches, key=lambda k: rank.get(k, -1), reverse=True)]
 
 
 @dg.multi_asset(
     outs={
-        "raw_sales": dg.AssetOut(description="Bottom-level sales rows as read (long; values unparsed).", group_name="ingest"),
-        "source_spec": dg.AssetOut(description="The source's format, frequency, levels, season length and horizon (read or inferred).", group_name="ingest"),
-        "sales_calendar": dg.AssetOut(description="Calendar: events and SNAP flags per day, including known future days.", group_name="ingest"),
+        "raw_sales": dg.AssetOut(description="Bottom-level sales rows as read from the source folder and every landed batch (long; values unparsed; newest batch first).", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
+        "source_spec": dg.AssetOut(description="The source's format, frequency, levels, season length and horizon (read or inferred).", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
+        "sales_calendar": dg.AssetOut(description="Calendar: events and SNAP flags per day, including known future days.", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
     },
+    ins={"landed_sales": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+    retry_policy=TRANSIENT_RETRY,
 )
-def raw_sales(context: dg.AssetExecutionContext, source: SalesSource):
+def raw_sales(context: dg.AssetExecutionContext, source: SalesSource, landed_sales: dict[str, pd.DataFrame]):
     folder = source.folder_path()
     spec = load_source_spec(folder)
-    rows = read_raw_sales(folder, spec)
-    landing = read_landing(source.landing_path(), spec)
-    if landing is not None:
-        rows = concat_raw_sales([rows, landing])
+    base_rows = read_raw_sales(folder, spec)
+    accepted = [b.key for b in read_manifest(source.landing_path())]
+    batches = newest_first(landed_sales or {}, accepted)
+    rows = concat_raw_sales([*batches, base_rows])
+    landing_rows = len(rows) - len(base_rows)
+    pending = [k for k in accepted if k not in (landed_sales or {})]
     calendar = read_calendar(folder, spec)
     if calendar is None:
         calendar = pd.DataFrame({"ds": pd.Series(dtype="datetime64[ns]")})
@@ -65,7 +93,9 @@ def raw_sales(context: dg.AssetExecutionContext, source: SalesSource):
         metadata={
             "source_folder": dg.MetadataValue.path(str(folder)),
             "files": ", ".join(spec.files),
-            "landing_rows": 0 if landing is None else len(landing),
+            "landing_batches": len(batches),
+            "landing_rows": landing_rows,
+            "landing_batches_not_yet_materialized": ", ".join(pending) or "none",
             **frame_metadata(rows),
         },
     )
@@ -86,8 +116,8 @@ def raw_sales(context: dg.AssetExecutionContext, source: SalesSource):
 
 @dg.multi_asset(
     outs={
-        "validated_sales": dg.AssetOut(description="Typed, checked bottom-level sales (pandera schema).", group_name="ingest"),
-        "sales_quarantine": dg.AssetOut(description="Rows that failed validation, with the failed check and the reason.", group_name="ingest"),
+        "validated_sales": dg.AssetOut(description="Typed, checked bottom-level sales (pandera schema).", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA, freshness_policy=NIGHTLY_FRESHNESS),
+        "sales_quarantine": dg.AssetOut(description="Rows that failed validation, with the failed check and the reason.", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
     },
     ins={"raw_sales": dg.AssetIn(), "source_spec": dg.AssetIn()},
 )
@@ -116,3 +146,30 @@ def quarantine_is_empty(sales_quarantine: pd.DataFrame) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"quarantined_rows": count, "rows_by_check": dg.MetadataValue.json(by_check)},
     )
+
+
+def latest_day_coverage(validated_sales: pd.DataFrame, id_columns: list[str], lookback: int = 7) -> tuple[float, dict]:
+    """Bottom series with a row on the latest day, relative to the mean of the ``lookback`` days before."""
+    keys = validated_sales[id_columns].astype(str).agg("|".join, axis=1) if id_columns else pd.Series("all", index=validated_sales.index)
+    per_day = keys.groupby(validated_sales["ds"]).nunique().sort_index()
+    if len(per_day) < 2:
+        return 1.0, {"latest_day": str(per_day.index.max().date()) if len(per_day) else "none"}
+    latest = per_day.iloc[-1]
+    before = per_day.iloc[-1 - lookback:-1].mean()
+    coverage = float(latest / before) if before else 1.0
+    return coverage, {"latest_day": str(per_day.index[-1].date()), "series_on_latest_day": int(latest), "mean_series_per_day_before": round(float(before), 1)}
+
+
+@dg.asset_check(
+    asset="validated_sales",
+    additional_ins={"source_spec": dg.AssetIn()},
+    blocking=True,
+    description=(
+        "The latest day is complete: at least 80 % as many bottom series have a row on it as on the week "
+        "before (a store's missing file would otherwise read as zero sales and bend every total)."
+    ),
+)
+def latest_day_is_complete(validated_sales: pd.DataFrame, source_spec: dict) -> dg.AssetCheckResult:
+    spec = SourceSpec.from_dict(source_spec)
+    coverage, facts = latest_day_coverage(validated_sales, [c for c in spec.hierarchy_columns if c in validated_sales.columns])
+    return dg.AssetCheckResult(passed=coverage >= 0.8, metadata={"coverage": round(coverage, 3), **facts})

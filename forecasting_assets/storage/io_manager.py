@@ -33,9 +33,11 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     def _warehouse(self) -> Path:
         return Path(self.warehouse) if self.warehouse else warehouse_path()
 
-    def _stem(self, context: dg.OutputContext | dg.InputContext) -> Path:
+    def _stem(self, context: dg.OutputContext | dg.InputContext, partition: str | None = None) -> Path:
         key = context.asset_key.path if context.has_asset_key else [context.name]
         name = "__".join(key)
+        if partition is not None:
+            return self._base() / name / partition
         if context.has_asset_partitions:
             return self._base() / name / "__".join(context.asset_partition_keys)
         return self._base() / name
@@ -46,8 +48,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         stem = self._stem(context)
         if isinstance(obj, pd.DataFrame):
             path = files.write_parquet(obj, stem.with_suffix(".parquet"))
-            if not context.has_asset_partitions:
-                rebuild_catalog(self._base(), self._warehouse())
+            rebuild_catalog(self._base(), self._warehouse())
         elif isinstance(obj, (dict, list)):
             path = files.write_json(obj, stem.with_suffix(".json"))
         else:
@@ -60,7 +61,17 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> Any:
-        stem = self._stem(context)
+        if context.has_asset_partitions and not (context.has_partition_key and len(context.asset_partition_keys) == 1):
+            # an unpartitioned asset reading a partitioned one: {partition key: value} of the stored partitions
+            stored = {}
+            for partition in context.asset_partition_keys:
+                stem = self._stem(context, partition)
+                if any(stem.with_suffix(s).exists() for s in _SUFFIXES):
+                    stored[partition] = self._load(stem, context)
+            return stored
+        return self._load(self._stem(context), context)
+
+    def _load(self, stem: Path, context: dg.InputContext) -> Any:
         for suffix in _SUFFIXES:
             path = stem.with_suffix(suffix)
             if path.exists():

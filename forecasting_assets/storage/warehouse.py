@@ -35,13 +35,15 @@ def _catalog_lock(warehouse: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def table_files(outputs_dir: Path) -> dict[str, Path]:
-    """Every ``<table>.parquet`` in ``outputs_dir`` whose name is a plain SQL identifier."""
-    return {
-        path.stem: path.resolve()
-        for path in sorted(Path(outputs_dir).glob("*.parquet"))
-        if _IDENTIFIER.match(path.stem)
-    }
+def table_files(outputs_dir: Path) -> dict[str, str]:
+    """Every ``<table>.parquet`` in ``outputs_dir`` whose name is a plain SQL identifier, and every folder of
+    Parquet files (a partitioned asset, the forecast history) as ``<folder>/*.parquet``."""
+    outputs_dir = Path(outputs_dir)
+    tables = {path.stem: str(path.resolve()) for path in sorted(outputs_dir.glob("*.parquet")) if _IDENTIFIER.match(path.stem)}
+    for folder in sorted(p for p in outputs_dir.glob("*") if p.is_dir() and _IDENTIFIER.match(p.name)):
+        if folder.name not in tables and any(folder.glob("*.parquet")):
+            tables[folder.name] = str(folder.resolve() / "*.parquet")
+    return tables
 
 
 def rebuild_catalog(outputs_dir: Path, warehouse: Path) -> list[str]:
@@ -57,7 +59,7 @@ def rebuild_catalog(outputs_dir: Path, warehouse: Path) -> list[str]:
             try:
                 for name, path in tables.items():
                     literal = str(path).replace("'", "''")
-                    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{literal}')")
+                    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{literal}', union_by_name = true)")
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
