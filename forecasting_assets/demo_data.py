@@ -27,9 +27,20 @@ Output layouts (``write_demo``):
 * ``long``: ``sales.csv`` (``date, state_id, store_id, cat_id, dept_id, item_id, sales, price``),
   ``calendar.csv`` and a ``source.yaml`` describing the folder.
 
+Continuation (``next_days_frame`` / ``write_next_days``, to try the automation by hand): the N days after
+the latest demo day — the last day of the source folder and of every sales file already in the landing
+folder or under its ``archive/`` — as one long file ``sales_<first>_<last>[_drift].csv`` (days as
+``YYYY-MM-DD``) in the landing folder, written under a hidden ``.tmp`` name and renamed. Columns: the
+source's id columns, ``date`` and ``sales`` (a long source's own date/target/price columns). Every series
+continues at its mean per weekday over the last 8 weeks, times a mild noise, as Poisson counts; with drift,
+every series' level is multiplied by a factor drawn uniformly in 2–3 and its weekly pattern by
+``DRIFT_WEEKLY`` (the weekend peak moves to Monday–Wednesday).
+
 CLI: ``python -m forecasting_assets.demo_data --out FOLDER [--size tiny|small|medium|m5] [--seed N]
 [--format m5|long] [--days N] [--states N] [--stores-per-state N[,N…]] [--categories N]
-[--depts-per-cat N[,N…]] [--items-per-dept N[,N…]]``.
+[--depts-per-cat N[,N…]] [--items-per-dept N[,N…]]``, or
+``python -m forecasting_assets.demo_data --next-days N --out LANDING_FOLDER [--source SOURCE_FOLDER]
+[--drift] [--seed S]``.
 """
 
 from __future__ import annotations
@@ -42,10 +53,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import yaml
+
+if TYPE_CHECKING:
+    from forecasting_assets.spec import SourceSpec
 
 START_DATE = "2011-01-29"  # d_1 of M5, a Saturday (the first day of Walmart week 11101)
 FUTURE_DAYS = 28  # the calendar covers this many days past the sales (the known future, like M5)
@@ -850,6 +865,248 @@ def write_demo(folder: str | Path, shape: DemoShape | str = DEFAULT_SIZE, seed: 
 
 
 # --------------------------------------------------------------------------------------------------
+# Continuation: the next days after the latest demo day, as one landing file
+# --------------------------------------------------------------------------------------------------
+
+HISTORY_WEEKS = 8  # a continued day's rate is its series' mean on that weekday over the last 8 weeks
+CONTINUATION_NOISE = 0.15  # sd (log units) of the mean-one log-normal noise per series and day
+DRIFT_LEVEL = (2.0, 3.0)  # --drift: every series' level is multiplied by a factor drawn uniformly in this range
+# --drift: every series' weekly pattern is multiplied by these factors, Monday … Sunday (then rescaled so that
+# its weekly mean changes by the level factor only): the weekend peak moves to Monday–Wednesday.
+DRIFT_WEEKLY = np.array([1.40, 1.50, 1.30, 1.00, 0.75, 0.55, 0.50])
+_EPOCH = date(1970, 1, 1)
+
+
+def landed_files(landing: str | Path) -> list[str]:
+    """Sales files already in a landing folder, as paths relative to it.
+
+    First those under ``archive/`` (recursively, oldest modification time first), then those directly in the
+    folder (by name). Hidden and in-progress names are skipped; other sub-folders (``rejected/``) are not read.
+    """
+    from forecasting_assets.ingest.landing import ARCHIVE, is_landing_name
+
+    landing = Path(landing)
+    if not landing.is_dir():
+        return []
+    archive = landing / ARCHIVE
+    archived: list[Path] = []
+    if archive.is_dir():
+        for path in archive.rglob("*"):
+            hidden = any(part.startswith(".") for part in path.relative_to(archive).parts)
+            if not hidden and path.is_file() and is_landing_name(path.name):
+                archived.append(path)
+        archived.sort(key=lambda p: (p.stat().st_mtime, p.as_posix()))
+    current = sorted(p for p in landing.iterdir() if p.is_file() and is_landing_name(p.name))
+    return [p.relative_to(landing).as_posix() for p in archived + current]
+
+
+def _category_days(ds: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The codes of a raw ``ds`` column and the day of each category (days since 1970-01-01, NaN if unparsable)."""
+    from forecasting_assets.ingest.validation import parse_date_strings
+
+    cat = pd.Categorical(ds)
+    parsed, _ = parse_date_strings(np.asarray(cat.categories, dtype=object))
+    days = np.asarray(parsed.values).astype("datetime64[D]")
+    return np.asarray(cat.codes), np.where(np.isnat(days), np.nan, days.astype(np.int64).astype(np.float64))
+
+
+def _window_rows(frame: pd.DataFrame, hier: list[str], first: int, last: int, with_price: bool) -> dict[str, object]:
+    """The rows of a raw sales frame dated ``first`` … ``last`` (day numbers): ids, day in the window, y, price."""
+    codes, cat_day = _category_days(frame["ds"])
+    inside = (cat_day >= first) & (cat_day <= last)  # NaN (unparsable) compares False
+    take = np.flatnonzero((codes >= 0) & inside[np.maximum(codes, 0)]) if len(inside) else np.zeros(0, np.int64)
+    rows: dict[str, object] = {c: pd.Categorical(frame[c])[take] for c in hier}
+    rows["day"] = (cat_day[codes[take]] - first).astype(np.int64)
+    rows["y"] = pd.to_numeric(pd.Series(np.asarray(frame["y"])[take]), errors="coerce").to_numpy(np.float64)
+    if with_price:
+        price = np.asarray(frame["price"])[take] if "price" in frame.columns else np.full(len(take), np.nan)
+        rows["price"] = pd.to_numeric(pd.Series(price), errors="coerce").to_numpy(np.float64)
+    return rows
+
+
+def _series_index(parts: list[dict[str, object]], hier: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """A series number per window row (series sorted by their id values) and the ids of every series."""
+    from pandas.api.types import union_categoricals
+
+    n_rows = sum(len(p["day"]) for p in parts)
+    if not hier:  # a single unnamed series
+        return np.zeros(n_rows, dtype=np.int64), pd.DataFrame(index=range(1 if n_rows else 0))
+    ids = {c: union_categoricals([p[c] for p in parts], sort_categories=True) for c in hier}
+    codes = pd.DataFrame({c: np.asarray(ids[c].codes) for c in hier})
+    sid = codes.groupby(hier, sort=True).ngroup().to_numpy(np.int64)
+    _, first_row = np.unique(sid, return_index=True)
+    labels = pd.DataFrame({c: np.asarray(ids[c].categories, dtype=object)[codes[c].to_numpy()[first_row]] for c in hier})
+    return sid, labels
+
+
+def _last_prices(sid: np.ndarray, day: np.ndarray, price: np.ndarray, n_series: int) -> np.ndarray:
+    """Each series' latest known price in the window (NaN when it has none)."""
+    known = np.isfinite(price)
+    s, d, p = sid[known], day[known], price[known]
+    order = np.lexsort((d, s))
+    s, p = s[order], p[order]
+    last = np.flatnonzero(np.r_[s[1:] != s[:-1], True]) if len(s) else np.zeros(0, np.int64)
+    out = np.full(n_series, np.nan)
+    out[s[last]] = p[last]
+    return out
+
+
+def next_days_frame(
+    source: str | Path | None,
+    landing: str | Path,
+    n_days: int,
+    drift: bool = False,
+    seed: int = 7,
+) -> pd.DataFrame:
+    """The ``n_days`` days after the latest demo day, every series of the source, in the landing layout.
+
+    The latest demo day is the last sales day of ``source`` (default: the project's demo folder) and of every
+    sales file already in ``landing`` or under ``landing/archive/`` (so repeated calls continue without gap
+    or overlap). Columns: the source's hierarchy id columns and ``date``/``sales`` for an M5-format source
+    (e.g. ``item_id, dept_id, cat_id, store_id, state_id, date, sales``); for a long source its own date and
+    target columns and, if it has one, its price column (each series' latest price), in the source file's
+    column order. Rows are day-major; dates are ``YYYY-MM-DD``; sales are non-negative integers.
+
+    Values: per series and weekday, the mean over the last 8 weeks of history (source and landed files; days
+    when nothing at all sold — closed stores — are left out), times a mean-one log-normal noise (sd 0.15) per
+    series and day, drawn as Poisson counts. With ``drift``, every series' level is multiplied by a factor
+    drawn uniformly in 2–3 and its weekly pattern by ``DRIFT_WEEKLY`` (the weekend peak moves to
+    Monday–Wednesday). Deterministic given ``seed``, the first new day and the history.
+
+    ``frame.attrs`` holds ``first_day``, ``last_day`` (ISO dates), ``n_series``, ``date_column``,
+    ``target_column`` and ``drift``. Raises ``SourceError`` naming the folder when the source (or a landed
+    file) has no readable sales, ``ValueError`` for ``n_days < 1`` or a source that is not daily.
+    """
+    from forecasting_assets.ingest.landing import landing_spec
+    from forecasting_assets.ingest.sources import SourceError, file_columns, load_source_spec, read_raw_sales
+    from forecasting_assets.paths import default_demo_folder
+    from forecasting_assets.spec import freq_family
+
+    if n_days < 1:
+        raise ValueError(f"n_days must be >= 1, got {n_days}")
+    source = Path(source) if source is not None else default_demo_folder()
+    landing = Path(landing)
+    if landing.resolve() == source.resolve():
+        raise ValueError(f"the landing folder must not be the source folder ({source})")
+    try:
+        spec = load_source_spec(source)
+        # Prices of an M5 folder are not needed (a long source's price column is: its landing files carry it).
+        source_rows = read_raw_sales(source, replace(spec, prices_file=None))
+        header = file_columns(source / spec.files[0])
+    except SourceError as exc:
+        detail = str(exc).removeprefix(f"{source}: ")
+        raise SourceError(f"no readable demo sales in {source}: {detail}") from None
+    if freq_family(spec.frequency) != "D":
+        raise ValueError(f"{source}: continuation needs daily sales, the source's frequency is {spec.frequency!r}")
+    frames = [source_rows]
+    landed = landed_files(landing)
+    if landed:
+        try:
+            frames.append(read_raw_sales(landing, landing_spec(spec, landed)))
+        except SourceError as exc:
+            raise SourceError(f"a sales file in the landing folder {landing} cannot be read: {exc}") from None
+    del source_rows
+
+    last_days = [np.nanmax(cat_day) for _, cat_day in (_category_days(f["ds"]) for f in frames) if np.isfinite(cat_day).any()]
+    if not last_days:
+        raise SourceError(f"no readable demo sales in {source}: no row has a parsable date")
+    last = int(max(last_days))
+    window = HISTORY_WEEKS * 7
+    first = last - window + 1
+
+    hier = spec.hierarchy_columns
+    long_source = spec.format == "long"
+    date_column, target_column = (spec.date_column, spec.target_column) if long_source else ("date", "sales")
+    price_column = spec.price_column if long_source else None
+    parts = [_window_rows(f, hier, first, last, price_column is not None) for f in frames]
+    del frames
+    sid, labels = _series_index(parts, hier)
+    day = np.concatenate([p["day"] for p in parts])
+    y = np.concatenate([p["y"] for p in parts])
+    price = np.concatenate([p["price"] for p in parts]) if price_column else None
+    n_series = len(labels)
+    if n_series == 0:
+        raise SourceError(f"no readable demo sales in {source}: no series has a sales day in the last {window} days")
+
+    # A (series, day) given twice keeps its latest version: landed files over the source, newer over older.
+    key = sid * window + day
+    _, newest = np.unique(key[::-1], return_index=True)
+    keep = len(key) - 1 - newest
+    sid, day, y = sid[keep], day[keep], y[keep]
+    last_price = _last_prices(sid, day, price[keep], n_series) if price is not None else None
+
+    # Weekday means over the window, leaving out days when nothing sold at all (stores closed).
+    known = np.isfinite(y)
+    total = np.bincount(day[known], weights=y[known], minlength=window)
+    closed = (np.bincount(day[known], minlength=window) > 0) & (total == 0)
+    used = known & ~closed[day]
+    weekday = (first + np.arange(window) + 3) % 7  # Monday = 0 (1970-01-01 was a Thursday)
+    cell = sid[used] * 7 + weekday[day[used]]
+    sums = np.bincount(cell, weights=y[used], minlength=n_series * 7).reshape(n_series, 7)
+    counts = np.bincount(cell, minlength=n_series * 7).reshape(n_series, 7)
+    mean = np.divide(sums.sum(axis=1), counts.sum(axis=1), out=np.zeros(n_series), where=counts.sum(axis=1) > 0)
+    rate = np.where(counts > 0, sums / np.maximum(counts, 1), mean[:, None])  # series × weekday
+
+    first_new = _EPOCH + timedelta(days=last + 1)
+    noise_rng, drift_rng, count_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, first_new.toordinal()]).spawn(3)
+    )
+    if drift:
+        factor = drift_rng.uniform(*DRIFT_LEVEL, n_series)
+        shaped = rate * DRIFT_WEEKLY[None, :]
+        old, new = rate.mean(axis=1), shaped.mean(axis=1)
+        rate = shaped * np.divide(factor * old, new, out=np.zeros(n_series), where=new > 0)[:, None]
+    new_days = last + 1 + np.arange(n_days)
+    noise = np.exp(noise_rng.normal(-0.5 * CONTINUATION_NOISE**2, CONTINUATION_NOISE, (n_series, n_days)))
+    sales = count_rng.poisson(rate[:, (new_days + 3) % 7] * noise).astype(np.int64)
+
+    dates = np.datetime_as_string(new_days.astype("datetime64[D]"), unit="D")
+    out: dict[str, object] = {c: np.tile(labels[c].to_numpy(), n_days) for c in hier}
+    out[date_column] = np.repeat(dates, n_series)
+    out[target_column] = sales.T.reshape(-1)
+    if price_column:
+        out[price_column] = np.tile(last_price, n_days)
+    position = {c: i for i, c in enumerate(header)}
+    columns = sorted(out, key=lambda c: position.get(c, len(header)))  # stable: date, target after M5 ids
+    frame = pd.DataFrame(out)[columns]
+    frame.attrs.update(
+        first_day=str(dates[0]),
+        last_day=str(dates[-1]),
+        n_series=n_series,
+        date_column=date_column,
+        target_column=target_column,
+        drift=bool(drift),
+    )
+    return frame
+
+
+def next_days_file_name(first_day: str, last_day: str, drift: bool = False) -> str:
+    """``sales_<first>_<last>.csv`` (``…_drift.csv`` for drifted days); days as ``YYYY-MM-DD``."""
+    return f"sales_{first_day}_{last_day}{'_drift' if drift else ''}.csv"
+
+
+def write_next_days_frame(frame: pd.DataFrame, landing: str | Path) -> Path:
+    """Write a ``next_days_frame`` into ``landing`` (created if needed) atomically: through a hidden
+    ``.<name>.<pid>.tmp`` file in the same folder, renamed to its final name with ``os.replace``."""
+    landing = Path(landing)
+    landing.mkdir(parents=True, exist_ok=True)
+    name = next_days_file_name(frame.attrs["first_day"], frame.attrs["last_day"], frame.attrs.get("drift", False))
+    return _atomic_write(landing / name, lambda p: frame.to_csv(p, index=False))
+
+
+def write_next_days(
+    source: str | Path | None,
+    landing: str | Path,
+    n_days: int,
+    drift: bool = False,
+    seed: int = 7,
+) -> Path:
+    """Write the next ``n_days`` demo days as one long sales file into ``landing``; returns its path
+    (``sales_<first>_<last>[_drift].csv``). See ``next_days_frame``."""
+    return write_next_days_frame(next_days_frame(source, landing, n_days, drift=drift, seed=seed), landing)
+
+
+# --------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------
 
@@ -862,26 +1119,62 @@ def _counts(text: str) -> int | tuple[int, ...]:
     return values[0] if len(values) == 1 else values
 
 
+CONTINUATION_HELP = """\
+continuation mode (to try the automation by hand):
+  python -m forecasting_assets.demo_data --next-days N --out LANDING_FOLDER [--source SOURCE_FOLDER] [--drift] [--seed S]
+
+  writes the N days after the latest demo day (the last day of the source folder and of every sales file
+  already in LANDING_FOLDER and LANDING_FOLDER/archive/) as one long sales file
+  LANDING_FOLDER/sales_<first YYYY-MM-DD>_<last YYYY-MM-DD>[_drift].csv, written under a hidden .tmp name
+  and renamed, so the landing sensor never sees it half-written. Columns: the source's id columns, date and
+  sales (a long source's own column names). Each series continues at its mean per weekday over the last
+  8 weeks, with mild noise, as Poisson counts. --drift multiplies every series' level by a factor drawn in
+  2-3 and changes its weekly pattern (the weekend peak moves to Monday-Wednesday), so drift checks fire.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m forecasting_assets.demo_data", description="Write realistic M5-shaped demo sales data.")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <home>/data/demo)")
-    parser.add_argument("--size", choices=sorted(PRESETS), default=DEFAULT_SIZE, help=f"preset shape (default {DEFAULT_SIZE})")
+    parser = argparse.ArgumentParser(
+        prog="python -m forecasting_assets.demo_data",
+        description="Write realistic M5-shaped demo sales data, or continue it with the next days (--next-days).",
+        epilog=CONTINUATION_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="output folder (default: <home>/data/demo; with --next-days: the landing folder, default <home>/data/landing)",
+    )  # fmt: skip
+    parser.add_argument("--size", choices=sorted(PRESETS), default=None, help=f"preset shape (default {DEFAULT_SIZE})")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--format", dest="fmt", choices=FORMATS, default="m5", help="m5 (wide, default) or long")
+    parser.add_argument("--format", dest="fmt", choices=FORMATS, default=None, help="m5 (wide, default) or long")
     parser.add_argument("--days", type=int, help="number of sales days")
     parser.add_argument("--states", type=int)
     parser.add_argument("--stores-per-state", type=_counts, help="N or one count per state, e.g. 4,3,3")
     parser.add_argument("--categories", type=int)
     parser.add_argument("--depts-per-cat", type=_counts, help="N or one count per category")
     parser.add_argument("--items-per-dept", type=_counts, help="N or one count per department")
+    cont = parser.add_argument_group("continuation (instead of generating)")
+    cont.add_argument("--next-days", type=int, metavar="N", help="write the N days after the latest demo day into --out")
+    cont.add_argument("--source", type=Path, default=None, help="demo folder to continue (default: <home>/data/demo)")
+    cont.add_argument(
+        "--drift", action="store_true",
+        help="drifted days: every series' level x U(2, 3) and its weekly peak moved from the weekend to Mon-Wed",
+    )  # fmt: skip
     return parser
+
+
+_GENERATION_FLAGS = {
+    "size": "--size", "fmt": "--format", "days": "--days", "states": "--states",
+    "stores_per_state": "--stores-per-state", "categories": "--categories",
+    "depts_per_cat": "--depts-per-cat", "items_per_dept": "--items-per-dept",
+}  # fmt: skip
 
 
 def shape_from_args(args: argparse.Namespace) -> DemoShape:
     """The preset named by ``--size`` with the command-line overrides applied."""
     fields = ["days", "states", "stores_per_state", "categories", "depts_per_cat", "items_per_dept"]
     overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
-    shape = replace(PRESETS[args.size], **overrides)
+    shape = replace(PRESETS[args.size or DEFAULT_SIZE], **overrides)
     if shape.days < 1 or shape.states < 1 or shape.categories < 1:
         raise SystemExit("--days, --states and --categories must be >= 1")
     return shape
@@ -909,9 +1202,40 @@ def describe(data: DemoData, files: list[Path], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _continue(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Path]:
+    """``--next-days``: write the next days into the landing folder and say what was written."""
+    from forecasting_assets.ingest.sources import SourceError
+    from forecasting_assets.paths import landing_dir
+
+    given = [flag for name, flag in _GENERATION_FLAGS.items() if getattr(args, name) is not None]
+    if given:
+        parser.error(f"--next-days continues existing demo data and cannot be combined with {', '.join(given)}")
+    if args.next_days < 1:
+        parser.error(f"--next-days must be >= 1, got {args.next_days}")
+    landing = args.out if args.out is not None else landing_dir()
+    started = time.perf_counter()
+    try:
+        frame = next_days_frame(args.source, landing, args.next_days, drift=args.drift, seed=args.seed)
+        path = write_next_days_frame(frame, landing)
+    except (SourceError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    a = frame.attrs
+    print(
+        f"wrote {path} in {time.perf_counter() - started:.2f} s: {len(frame):,} rows "
+        f"({a['n_series']:,} series x {args.next_days} days, {a['first_day']} .. {a['last_day']}"
+        f"{', drifted' if args.drift else ''}, {int(frame[a['target_column']].sum()):,} units)"
+    )
+    return [path]
+
+
 def main(argv: Sequence[str] | None = None) -> list[Path]:
     """Command-line entry point; returns the files written."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.next_days is not None:
+        return _continue(parser, args)
+    if args.source is not None or args.drift:
+        parser.error("--source and --drift only apply with --next-days")
     shape = shape_from_args(args)
     if args.out is None:
         from forecasting_assets.paths import default_demo_folder
@@ -919,7 +1243,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         args.out = default_demo_folder()
     started = time.perf_counter()
     data = generate_demo(shape, args.seed)
-    files = write_data(data, args.out, args.fmt)
+    files = write_data(data, args.out, args.fmt or "m5")
     print(describe(data, files, time.perf_counter() - started))
     return files
 

@@ -243,3 +243,178 @@ def test_calendar_matches_the_real_m5_calendar() -> None:
         assert real[column].astype(str).tolist() == ours[column].astype(str).tolist(), column
     assert (real["event_name_1"] == ours["event_name_1"]).mean() > 0.95
     assert (real["snap_CA"] == ours["snap_CA"]).all()
+
+
+# --------------------------------------------------------------------------------------------------
+# Continuation (--next-days): the next days after the latest demo day, for the landing folder
+# --------------------------------------------------------------------------------------------------
+
+M5_LANDING_COLUMNS = ["item_id", "dept_id", "cat_id", "store_id", "state_id", "date", "sales"]
+
+
+def _last_source_day(folder: Path) -> pd.Timestamp:
+    """The last sales day of a generated folder (either layout)."""
+    if (folder / "source.yaml").exists():
+        return pd.Timestamp(pd.read_csv(folder / "sales.csv", usecols=["date"])["date"].max())
+    n_days = sum(1 for c in pd.read_csv(folder / "sales.csv", nrows=1).columns if c.startswith("d_"))
+    return pd.Timestamp(pd.read_csv(folder / "calendar.csv")["date"].iloc[n_days - 1])
+
+
+def _days(frame: pd.DataFrame) -> list[pd.Timestamp]:
+    return sorted(pd.to_datetime(frame["date"]).unique())
+
+
+def _assert_no_temp_files(folder: Path) -> None:
+    leftovers = [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("fmt", ["m5", "long"])
+def test_next_days_start_after_the_source_cover_every_series_and_read_as_landing(tmp_path: Path, fmt: str) -> None:
+    from forecasting_assets.ingest.assets import read_landing
+    from forecasting_assets.ingest.sources import concat_raw_sales, load_source_spec, read_raw_sales
+    from forecasting_assets.ingest.validation import validate_sales
+
+    source, landing = tmp_path / "demo", tmp_path / "landing"  # landing does not exist yet
+    dd.write_demo(source, "tiny", seed=7, fmt=fmt)
+    last = _last_source_day(source)
+    path = dd.write_next_days(source, landing, 5, seed=1)
+
+    first_new, last_new = last + pd.Timedelta(days=1), last + pd.Timedelta(days=5)
+    assert path == landing / f"sales_{first_new:%Y-%m-%d}_{last_new:%Y-%m-%d}.csv"
+    assert sorted(p.name for p in landing.iterdir()) == [path.name]
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == (M5_LANDING_COLUMNS if fmt == "m5" else dd.LONG_COLUMNS)
+    assert _days(frame) == list(pd.date_range(first_new, periods=5, freq="D"))
+    assert len(frame) == 16 * 5
+    assert frame.groupby(["store_id", "item_id"]).size().eq(5).all()
+    assert frame.groupby(["store_id", "item_id"]).ngroups == 16
+    assert pd.api.types.is_integer_dtype(frame["sales"]) and frame["sales"].min() >= 0
+    assert frame["sales"].sum() > 0
+    if fmt == "long":  # the latest price of each series is carried forward
+        assert frame["price"].notna().any()
+        assert frame.loc[frame["price"].isna(), "sales"].eq(0).all()
+
+    spec = load_source_spec(source)
+    landed = read_landing(landing, spec)
+    assert landed is not None and len(landed) == 16 * 5
+    assert set(landed["ds"].astype(str)) == {f"{d:%Y-%m-%d}" for d in _days(frame)}
+    np.testing.assert_array_equal(landed["y"].to_numpy(), frame["sales"].to_numpy())
+    valid, quarantine = validate_sales(concat_raw_sales([read_raw_sales(source, spec), landed]), spec)
+    assert len(quarantine) == 0
+    assert valid["ds"].max() == last_new
+
+    again = dd.next_days_frame(source, tmp_path / "other_landing", 5, seed=1)
+    pd.testing.assert_frame_equal(again, frame, check_dtype=False)  # deterministic for a seed and first day
+    other = dd.next_days_frame(source, tmp_path / "other_landing", 5, seed=2)
+    assert not np.array_equal(other["sales"].to_numpy(), frame["sales"].to_numpy())
+
+
+def test_next_days_continue_after_landed_and_archived_files(tmp_path: Path) -> None:
+    source, landing = tmp_path / "demo", tmp_path / "landing"
+    dd.write_demo(source, "tiny", seed=7)
+    last = _last_source_day(source)
+
+    first = dd.write_next_days(source, landing, 3, seed=1)
+    # The landing folder archives what it took in (in a sub-folder, under another name).
+    (landing / "archive" / "2012").mkdir(parents=True)
+    archived = landing / "archive" / "2012" / f"0123456789ab__{first.name}"
+    first.rename(archived)
+    # Files that are not landed sales must not move the latest day: hidden, in progress, rejected.
+    future = pd.read_csv(archived).assign(date="2030-01-01")
+    future.to_csv(landing / ".sales_2030.csv", index=False)
+    future.to_csv(landing / "sales_2030.csv.tmp", index=False)
+    (landing / "rejected").mkdir()
+    future.to_csv(landing / "rejected" / "sales_2030.csv", index=False)
+
+    second = dd.write_next_days(source, landing, 4, seed=1)
+    third = dd.write_next_days(source, landing, 2, drift=True, seed=1)
+    assert third.name.endswith("_drift.csv")
+    days = [_days(pd.read_csv(p)) for p in (archived, second, third)]
+    assert days[0][0] == last + pd.Timedelta(days=1)
+    expected = list(pd.date_range(days[0][0], periods=3 + 4 + 2, freq="D"))
+    assert days[0] + days[1] + days[2] == expected  # no overlap and no gap
+    assert [len(d) for d in days] == [3, 4, 2]
+    assert second.name == f"sales_{days[1][0]:%Y-%m-%d}_{days[1][-1]:%Y-%m-%d}.csv"
+    assert dd.landed_files(landing) == [f"archive/2012/{archived.name}", second.name, third.name]
+
+
+def test_next_days_look_like_the_recent_past_unless_drifted(tmp_path: Path) -> None:
+    source, landing = tmp_path / "demo", tmp_path / "landing"
+    dd.write_demo(source, "small", seed=7)
+    wide = pd.read_csv(source / "sales.csv").set_index(["store_id", "item_id"])
+    recent = wide[[c for c in wide.columns if c.startswith("d_")][-28:]]
+    recent_mean = recent.mean(axis=1)  # per series, last 28 days
+    calendar = pd.read_csv(source / "calendar.csv").set_index("d")
+    weekend_day = pd.to_datetime(calendar.loc[recent.columns, "date"]).dt.dayofweek.to_numpy() >= 5
+    recent_total = recent.sum(axis=0).to_numpy()
+    recent_weekend = recent_total[weekend_day].mean() / recent_total[~weekend_day].mean()
+
+    def summary(frame: pd.DataFrame) -> tuple[pd.Series, float, float]:
+        per_series = frame.groupby(["store_id", "item_id"])["sales"].mean()
+        total = frame.groupby("date")["sales"].sum()
+        weekend = pd.to_datetime(total.index).dayofweek >= 5
+        return per_series, total.mean() / recent_total.mean(), total[weekend].mean() / total[~weekend].mean()
+
+    plain, plain_level, plain_weekend = summary(dd.next_days_frame(source, landing, 28, seed=3))
+    drifted, drift_level, drift_weekend = summary(dd.next_days_frame(source, landing, 28, drift=True, seed=3))
+    assert 0.75 < plain_level < 1.25, plain_level
+    assert plain.index.equals(recent_mean.sort_index().index)
+    assert np.corrcoef(plain.to_numpy(), recent_mean.sort_index().to_numpy())[0, 1] > 0.9
+    assert recent_weekend > 1.1 and abs(plain_weekend / recent_weekend - 1) < 0.15, (plain_weekend, recent_weekend)
+    assert drift_level > 1.8 * plain_level and drift_level > 1.8, drift_level
+    assert drift_weekend < 0.85, drift_weekend  # the weekend peak is gone
+    assert (drifted > plain).mean() > 0.8  # nearly every series rises
+
+
+def test_next_days_errors_name_the_folder(tmp_path: Path) -> None:
+    from forecasting_assets.ingest.sources import SourceError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="no readable demo sales in .*empty"):
+        dd.next_days_frame(empty, tmp_path / "landing", 3)
+    with pytest.raises(SourceError, match="missing"):
+        dd.next_days_frame(tmp_path / "missing", tmp_path / "landing", 3)
+    assert not (tmp_path / "landing").exists()
+    dd.write_demo(tmp_path / "demo", "tiny", seed=7)
+    with pytest.raises(ValueError, match="n_days"):
+        dd.next_days_frame(tmp_path / "demo", tmp_path / "landing", 0)
+
+
+def test_next_days_cli(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    source, landing = tmp_path / "demo", tmp_path / "landing"
+    dd.write_demo(source, "tiny", seed=7)
+    last = _last_source_day(source)
+    repo = Path(dd.__file__).resolve().parents[1]
+
+    def run(*extra: str, source: Path = source) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "forecasting_assets.demo_data", "--next-days", "3"]
+        command += ["--source", str(source), "--out", str(landing), *extra]
+        return subprocess.run(command, cwd=repo, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+
+    done = run("--seed", "5")
+    assert done.returncode == 0, done.stderr
+    days = pd.date_range(last + pd.Timedelta(days=1), periods=3, freq="D")
+    path = landing / f"sales_{days[0]:%Y-%m-%d}_{days[-1]:%Y-%m-%d}.csv"
+    assert str(path) in done.stdout and "48 rows" in done.stdout
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == M5_LANDING_COLUMNS and len(frame) == 48
+    pd.testing.assert_frame_equal(frame, dd.next_days_frame(source, tmp_path / "elsewhere", 3, seed=5), check_dtype=False)
+
+    drifted = run("--drift")
+    assert drifted.returncode == 0, drifted.stderr
+    names = sorted(p.name for p in landing.iterdir())
+    later = pd.date_range(days[-1] + pd.Timedelta(days=1), periods=3, freq="D")
+    assert names == [path.name, f"sales_{later[0]:%Y-%m-%d}_{later[-1]:%Y-%m-%d}_drift.csv"]
+    _assert_no_temp_files(landing)
+
+    mixed = run("--size", "tiny", "--days", "30")
+    assert mixed.returncode == 2 and "--size" in mixed.stderr and "--days" in mixed.stderr
+    missing = run(source=tmp_path / "nothing_here")
+    assert missing.returncode != 0 and "nothing_here" in missing.stderr
+    assert sorted(p.name for p in landing.iterdir()) == names
