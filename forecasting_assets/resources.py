@@ -58,6 +58,33 @@ class ForecastSettings(dg.ConfigurableResource):
         return _resolve(self.weights_file) if self.weights_file else None
 
 
+class AutomationSettings(dg.ConfigurableResource):
+    """Thresholds of the drift/error → retrain sensor and of the promotion gate.
+
+    Environment overrides (see ``definitions.build_resources``): FORECASTING_DRIFT_THRESHOLD,
+    FORECASTING_ERROR_THRESHOLD, FORECASTING_APPROVAL_DRIFT_THRESHOLD, FORECASTING_RETRAIN_TRIALS,
+    FORECASTING_RETRAIN_TIMEOUT_S.
+    """
+
+    drift_threshold: float = 0.5  # drift share (Evidently, drift_report) that launches a retrain
+    error_threshold: float = 1.5  # mean RMSSE of the latest forecast on the actuals that arrived since
+    approval_drift_threshold: float = 0.8  # above this drift share a better model waits for approval
+    retrain_trials: int = 8  # Optuna trials a sensor-launched retrain adds to the study
+    retrain_timeout_s: float = 180.0  # and its time budget
+
+    def retrain_run_config(self) -> dict:
+        return {"ops": {"lightgbm_tuning": {"config": {"n_trials": self.retrain_trials, "timeout_s": self.retrain_timeout_s}}}}
+
+    def retrain_reasons(self, drift_share: float | None, recent_rmsse: float | None) -> list[str]:
+        """Why a retrain is due (empty: it is not)."""
+        reasons = []
+        if drift_share is not None and drift_share >= self.drift_threshold:
+            reasons.append(f"drift share {drift_share:.2f} >= {self.drift_threshold:.2f}")
+        if recent_rmsse is not None and recent_rmsse >= self.error_threshold:
+            reasons.append(f"recent forecast RMSSE {recent_rmsse:.2f} >= {self.error_threshold:.2f}")
+        return reasons
+
+
 def _resolve(path: str) -> Path:
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() else (project_home() / candidate).resolve()

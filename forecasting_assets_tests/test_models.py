@@ -358,3 +358,21 @@ def test_tune_persists_and_resumes_the_study(event_data: dict, tmp_path: Path, m
     # the very first trial is the default parameter set (enqueued once, not on the resumed run)
     assert study.trials[0].params == _defaults_as_trial()
     assert study.trials[2].params != _defaults_as_trial()
+
+
+def test_predict_from_fresh_history_reuses_the_model_without_refitting(event_data: dict) -> None:
+    """The nightly refresh: the fitted model forecasts after newer history, with the same scaler convention."""
+    model = lgbm.fit_global_model(event_data["frame"], event_data["setup"], SMALL_LGBM, seed=0)
+    trained_stats = np.asarray(model.mlf.ts.target_transforms[0].scaler_.stats_)[:, 1]
+    plain, _ = lgbm.predict_global_model(model, event_data["horizon"], event_data["exog"])
+    same, _ = lgbm.predict_global_model(model, event_data["horizon"], event_data["exog"], history=event_data["frame"])
+    pd.testing.assert_frame_equal(same, plain)  # the same history gives the same forecast
+    np.testing.assert_allclose(model.target_std().to_numpy(), trained_stats, rtol=1e-9)  # SHAP's std convention
+
+    newer_days = event_data["test"].groupby("unique_id").head(7)
+    newer, _, _ = lgbm.training_frame(pd.concat([event_data["train"], newer_days]), event_data["exog"], model.statics())
+    later, _ = lgbm.predict_global_model(model, 7, event_data["exog"], history=newer)
+    assert later["ds"].min() == newer_days["ds"].max() + pd.Timedelta(days=1)
+    assert model.last_date == event_data["train"]["ds"].max()  # the model itself was not refit
+    scored = event_data["test"].merge(later, on=["unique_id", "ds"])
+    assert len(scored) == 4 * 7 and rmse(scored["y"], scored[lgbm.MODEL_NAME]) < 0.5 * rmse(scored["y"], seasonal_naive(event_data["train"], scored))

@@ -23,9 +23,9 @@ class ShapConfig(dg.Config):
         "shap_top_drivers": dg.AssetOut(description="Each series' top drivers over the horizon (mean |SHAP| in sales units).", group_name="explain"),
     },
 )
-def shap_values(context: dg.AssetExecutionContext, config: ShapConfig, lightgbm_model: FittedGlobalModel, forecast_features: pd.DataFrame):
+def shap_values(context: dg.AssetExecutionContext, config: ShapConfig, champion_model: FittedGlobalModel, forecast_features: pd.DataFrame):
     sample, n_series = sample_series(forecast_features, config.max_rows)
-    values, base_value = explain(lightgbm_model, sample)
+    values, base_value = explain(champion_model, sample)
     importance = global_importance(values)
     drivers = top_drivers(values, config.top_n)
     png = summary_plot_png(values)

@@ -48,10 +48,7 @@ def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     values = np.asarray(explainer.shap_values(matrix))
     base_value = float(np.ravel(explainer.expected_value)[0])
 
-    uids = np.asarray(model.mlf.ts.uids)
-    stats = np.asarray(model.mlf.ts.target_transforms[0].scaler_.stats_)  # mean, std per series
-    std_by_id = pd.Series(stats[:, 1], index=uids)
-    std = std_by_id.reindex(features["unique_id"]).to_numpy()
+    std = model.target_std().reindex(features["unique_id"]).to_numpy()
 
     n_rows, n_features = values.shape
     long = pd.DataFrame(

@@ -13,7 +13,9 @@ from forecasting_assets.models import lightgbm_global as lgbm
 from forecasting_assets.models.statistical import STAT_MODELS, backtest_statistical, forecast_statistical
 from forecasting_assets.models.tuning import tune
 from forecasting_assets.paths import data_dir
-from forecasting_assets.resources import ForecastSettings, SalesSource
+from forecasting_assets.ingest.assets import TRANSIENT_RETRY
+from forecasting_assets.models.promotion import AWAITING_APPROVAL, PROMOTED, decide_promotion
+from forecasting_assets.resources import AutomationSettings, ForecastSettings, SalesSource
 from forecasting_assets.schedule import backtest_cutoffs
 from forecasting_assets.spec import SourceSpec
 
@@ -27,6 +29,11 @@ class TuningConfig(dg.Config):
     timeout_s: float = 180.0
     cv_windows: int = 2
     study_name: str = ""  # default: lightgbm_<source folder>_<frequency>
+
+
+def source_slug(source: SalesSource) -> str:
+    """A name for the source (its folder), used for the Optuna study and the registered model."""
+    return re.sub(r"[^a-z0-9]+", "_", source.folder_path().name.lower()).strip("_") or "source"
 
 
 def _exogenous_or_none(exogenous_features: pd.DataFrame) -> pd.DataFrame | None:
@@ -65,8 +72,7 @@ def lightgbm_tuning(
     train = settings.training_part(hierarchical_series)
     first_cutoff = backtest_cutoffs(train, horizon, settings.n_windows)[0]
     frame, setup = _global_inputs(train[train["ds"] <= first_cutoff], exogenous_features, series_features, series_keys, spec, settings)
-    slug = re.sub(r"[^a-z0-9]+", "_", source.folder_path().name.lower()).strip("_") or "source"
-    study_name = config.study_name or f"lightgbm_{slug}_{re.sub('[^A-Za-z0-9]+', '_', spec.frequency)}"
+    study_name = config.study_name or f"lightgbm_{source_slug(source)}_{re.sub('[^A-Za-z0-9]+', '_', spec.frequency)}"
     data_dir().mkdir(parents=True, exist_ok=True)
     summary = tune(
         frame,
@@ -94,7 +100,11 @@ def lightgbm_tuning(
 
 @dg.asset(
     group_name="models",
-    description="The global LightGBM (mlforecast) fitted on every series with the best Optuna parameters; logged to MLflow.",
+    description=(
+        "The candidate global LightGBM (mlforecast) fitted on every series with the best Optuna parameters; "
+        "logged to MLflow and registered as a new version of lightgbm_<source> (it serves only once promoted)."
+    ),
+    retry_policy=TRANSIENT_RETRY,
 )
 def lightgbm_model(
     context: dg.AssetExecutionContext,
@@ -105,16 +115,22 @@ def lightgbm_model(
     series_keys: pd.DataFrame,
     source_spec: dict,
     settings: ForecastSettings,
+    source: SalesSource,
     mlflow: dg.ResourceParam[Any],
 ) -> lgbm.FittedGlobalModel:
+    from forecasting_assets.models import registry
+
     spec = SourceSpec.from_dict(source_spec)
     train = settings.training_part(hierarchical_series)
     frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     params = lightgbm_tuning["best_params"]
     model = lgbm.fit_global_model(frame, setup, params, seed=settings.seed, n_jobs=settings.n_jobs)
     run_id = log_model_to_mlflow(mlflow, model, lightgbm_tuning, len(frame))
+    model.registered_name = registry.registered_model_name(source_slug(source))
+    model.registered_version = registry.register(model, model.registered_name)
     context.add_output_metadata(
         {
+            "registered_model": f"{model.registered_name} version {model.registered_version}",
             "training_rows": len(frame),
             "series": int(frame["unique_id"].nunique()),
             "features": len(model.mlf.models_[lgbm.MODEL_NAME].feature_name_),
@@ -154,30 +170,49 @@ def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, tra
 
 @dg.multi_asset(
     outs={
-        "base_forecasts": dg.AssetOut(description="Forecasts of every base model for every series over the horizon (wide: one column per model).", group_name="models"),
+        "base_forecasts": dg.AssetOut(description="Forecasts of every base model for every series over the horizon from the latest data (wide: one column per model); LightGBM is the champion.", group_name="models"),
         "forecast_features": dg.AssetOut(description="The feature rows the LightGBM model saw at each forecast step (input to SHAP).", group_name="models"),
+        "champion_model": dg.AssetOut(description="The global model that made base_forecasts: the MLflow registered version with alias 'champion' (reused, not refit, by nightly refreshes).", group_name="models"),
     },
+    deps=["model_promotion"],
+    retry_policy=TRANSIENT_RETRY,
 )
 def base_forecasts(
     context: dg.AssetExecutionContext,
-    lightgbm_model: lgbm.FittedGlobalModel,
     hierarchical_series: pd.DataFrame,
     exogenous_features: pd.DataFrame,
     source_spec: dict,
     settings: ForecastSettings,
+    source: SalesSource,
 ):
+    from forecasting_assets.models import registry
+
     spec = SourceSpec.from_dict(source_spec)
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
+    name = registry.registered_model_name(source_slug(source))
+    champion = registry.version_by_alias(name, registry.CHAMPION)
+    if champion is None:
+        raise dg.Failure(f"No champion model for {name} in the MLflow registry: run full_pipeline_job (or retrain_job) first.", allow_retries=False)
+    model = registry.load_version(name, champion.version)
+    if pd.Timestamp(model.last_date) > train["ds"].max():
+        raise dg.Failure(
+            f"The champion {name} v{champion.version} was trained to {pd.Timestamp(model.last_date).date()}, after the "
+            f"training data of this run (to {train['ds'].max().date()}): forecasting with it would leak the future. "
+            "Run retrain_job (or full_pipeline_job) for this training end.",
+            allow_retries=False,
+        )
+    exogenous = _exogenous_or_none(exogenous_features)
+    history, _, _ = lgbm.training_frame(train, exogenous, model.statics())
     statistical = forecast_statistical(train, horizon, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
-    global_forecasts, features = lgbm.predict_global_model(
-        lightgbm_model, horizon, _exogenous_or_none(exogenous_features), capture_features=True
-    )
+    global_forecasts, features = lgbm.predict_global_model(model, horizon, exogenous, capture_features=True, history=history)
     forecasts = statistical.merge(global_forecasts, on=["unique_id", "ds"], how="inner")
     if len(forecasts) != len(statistical):
         raise RuntimeError("statistical and LightGBM forecasts do not cover the same series and dates")
-    yield dg.Output(forecasts, output_name="base_forecasts", metadata={**frame_metadata(forecasts), "models": ", ".join(BASE_MODELS), "horizon": horizon})
+    served = f"{name} version {champion.version} (trained to {pd.Timestamp(model.last_date).date()})"
+    yield dg.Output(forecasts, output_name="base_forecasts", metadata={**frame_metadata(forecasts), "models": ", ".join(BASE_MODELS), "horizon": horizon, "lightgbm": served})
     yield dg.Output(features, output_name="forecast_features", metadata=frame_metadata(features))
+    yield dg.Output(model, output_name="champion_model", metadata={"registered_model": served, "mlflow_run_id": champion.run_id})
 
 
 @dg.asset(
@@ -205,3 +240,120 @@ def backtest_forecasts(
         raise RuntimeError("statistical and LightGBM backtests do not cover the same windows")
     context.add_output_metadata({**frame_metadata(backtest), "windows": settings.n_windows, "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique()))})
     return backtest
+
+
+@dg.asset(
+    group_name="models",
+    description=(
+        "The promotion gate: the candidate lightgbm_model becomes the champion (MLflow alias) only if its "
+        "backtest WRMSSE beats the champion's on the same windows; above the approval drift threshold it "
+        "waits for model_approval. The decision also goes to automation_decisions and the webhook."
+    ),
+    retry_policy=TRANSIENT_RETRY,
+)
+def model_promotion(
+    context: dg.AssetExecutionContext,
+    lightgbm_model: lgbm.FittedGlobalModel,
+    backtest_forecasts: pd.DataFrame,
+    drift_report: pd.DataFrame,
+    hierarchical_series: pd.DataFrame,
+    exogenous_features: pd.DataFrame,
+    series_features: pd.DataFrame,
+    series_keys: pd.DataFrame,
+    source_spec: dict,
+    settings: ForecastSettings,
+    automation: AutomationSettings,
+) -> dict:
+    from forecasting_assets.automation.alerts import send_alert
+    from forecasting_assets.automation.decisions import record_decision
+    from forecasting_assets.models import registry
+
+    spec = SourceSpec.from_dict(source_spec)
+    name, version = lightgbm_model.registered_name, lightgbm_model.registered_version
+    champion = registry.version_by_alias(name, registry.CHAMPION)
+    champion_model = registry.load_version(name, champion.version) if champion else None
+    train = settings.training_part(hierarchical_series)
+    ineligible = ""
+    if champion_model is not None and pd.Timestamp(champion_model.last_date) > train["ds"].max():
+        # trained on days this run must not see (an earlier train_end): it cannot be compared, nor serve
+        ineligible = f"the champion v{champion.version} was trained to {pd.Timestamp(champion_model.last_date).date()}, after this run's training data, so it is not eligible: the candidate serves"
+        champion, champion_model = None, None
+    scored = backtest_forecasts[["unique_id", "ds", "cutoff", "y"]].assign(candidate=backtest_forecasts[lgbm.MODEL_NAME])
+    same_configuration = champion_model is not None and champion_model.params == lightgbm_model.params
+    if champion_model is not None:
+        if same_configuration:
+            scored["champion"] = scored["candidate"]
+        else:
+            frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
+            rerun = lgbm.backtest_global_model(frame, setup, champion_model.params, settings.horizon_for(spec), settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs)
+            scored = scored.merge(rerun[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]].rename(columns={lgbm.MODEL_NAME: "champion"}), on=["unique_id", "ds", "cutoff"], how="left")
+    scores = backtest_wrmsse(scored, train, series_keys, settings)
+    drift_share = float(drift_report["drift_share"].iloc[0]) if len(drift_report) else 0.0
+    decision = decide_promotion(scores["candidate"], scores.get("champion"), same_configuration, drift_share, automation.approval_drift_threshold)
+    if ineligible:
+        decision.reason = ineligible
+    if decision.decision == PROMOTED:
+        registry.set_alias(name, registry.CHAMPION, version)
+        registry.remove_alias(name, registry.CHALLENGER)
+    elif decision.decision == AWAITING_APPROVAL:
+        registry.set_alias(name, registry.CHALLENGER, version)
+    registry.tag_version(name, version, {"promotion": decision.decision, "promotion_reason": decision.reason, "backtest_wrmsse": f"{scores['candidate']:.6f}"})
+    details = {**decision.to_dict(), "registered_model": name, "candidate_version": version, "champion_version": champion.version if champion else None}
+    record_decision("model_promotion", decision.decision, decision.reason, details, run_id=context.run_id)
+    alert = send_alert("model_promotion", f"{name} v{version}: {decision.decision} — {decision.reason}", details)
+    serving = version if decision.decision == PROMOTED else (champion.version if champion else None)
+    context.add_output_metadata(
+        {
+            "decision": decision.decision,
+            "reason": decision.reason,
+            "candidate": f"{name} version {version}",
+            "champion_after": f"{name} version {serving}",
+            "candidate_backtest_wrmsse": scores["candidate"],
+            "champion_backtest_wrmsse": scores.get("champion", float("nan")),
+            "drift_share": drift_share,
+            "alert": alert,
+        }
+    )
+    return {**details, "serving_version": serving}
+
+
+def backtest_wrmsse(scored: pd.DataFrame, train: pd.DataFrame, series_keys: pd.DataFrame, settings: ForecastSettings) -> dict[str, float]:
+    """Mean WRMSSE over levels of each forecast column of a backtest (all windows)."""
+    from forecasting_assets.evaluation.assets import level_weights
+    from forecasting_assets.evaluation.metrics import OVERALL_LEVEL, score_forecasts
+
+    models = [c for c in ("candidate", "champion") if c in scored.columns]
+    weights, _ = level_weights(settings, train, series_keys)
+    actuals = scored[["unique_id", "ds", "y"]].drop_duplicates(["unique_id", "ds"])
+    _, per_level = score_forecasts(scored.drop(columns="y"), actuals, train, series_keys, weights, models=models)
+    overall = per_level[per_level["level"] == OVERALL_LEVEL].set_index("model")["wrmsse"]
+    return {m: float(overall[m]) for m in models}
+
+
+@dg.asset(
+    group_name="models",
+    description=(
+        "A human approval: promotes the registered version waiting with alias 'challenger' to 'champion'. "
+        "Materialize it (or run approve_model_job) after reviewing model_promotion; the next refresh serves it."
+    ),
+    deps=["model_promotion"],
+)
+def model_approval(context: dg.AssetExecutionContext, source: SalesSource) -> dict:
+    from forecasting_assets.automation.alerts import send_alert
+    from forecasting_assets.automation.decisions import record_decision
+    from forecasting_assets.models import registry
+
+    name = registry.registered_model_name(source_slug(source))
+    challenger = registry.version_by_alias(name, registry.CHALLENGER)
+    if challenger is None:
+        raise dg.Failure(f"No model of {name} waits for approval (no 'challenger' alias): nothing to approve.", allow_retries=False)
+    previous = registry.version_by_alias(name, registry.CHAMPION)
+    registry.set_alias(name, registry.CHAMPION, challenger.version)
+    registry.remove_alias(name, registry.CHALLENGER)
+    registry.tag_version(name, challenger.version, {"promotion": "approved", "approved_in_run": context.run_id})
+    reason = f"approved by a human in run {context.run_id}"
+    details = {"registered_model": name, "approved_version": challenger.version, "previous_champion": previous.version if previous else None}
+    record_decision("model_approval", "approved", reason, details, run_id=context.run_id)
+    alert = send_alert("model_approval", f"{name} v{challenger.version} approved and promoted to champion", details)
+    context.add_output_metadata({"champion": f"{name} version {challenger.version}", "previous_champion": str(details["previous_champion"]), "alert": alert})
+    return details

@@ -139,6 +139,20 @@ class FittedGlobalModel:
     setup: FeatureSetup
     params: dict
     last_date: pd.Timestamp
+    registered_name: str = ""  # MLflow registered model and version, once registered
+    registered_version: str = ""
+    serving_std: pd.Series | None = None  # per-series std of the history the last forecast started from
+
+    def target_std(self) -> pd.Series:
+        """Per-series std of the target normalization (LocalStandardScaler) behind the latest forecast."""
+        if self.serving_std is not None:
+            return self.serving_std
+        stats = np.asarray(self.mlf.ts.target_transforms[0].scaler_.stats_)  # mean, std per series
+        return pd.Series(stats[:, 1], index=np.asarray(self.mlf.ts.uids))
+
+    def statics(self) -> pd.DataFrame:
+        """The static features the model was trained with (unique_id + columns)."""
+        return self.mlf.ts.static_features_.reset_index(drop=True)
 
 
 def fit_global_model(
@@ -150,11 +164,24 @@ def fit_global_model(
 
 
 def predict_global_model(
-    model: FittedGlobalModel, horizon: int, exogenous: pd.DataFrame | None, capture_features: bool = False
+    model: FittedGlobalModel,
+    horizon: int,
+    exogenous: pd.DataFrame | None,
+    capture_features: bool = False,
+    history: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Forecast ``horizon`` steps; optionally return the feature rows the model saw at each step."""
-    ids = np.asarray(model.mlf.ts.uids)
-    x_df = future_exogenous(exogenous, ids, model.last_date, horizon, model.setup.freq)
+    """Forecast ``horizon`` steps after the training data, or after ``history`` when given (the latest
+    data, as built by ``training_frame``: a refresh without refitting). Optionally return the feature rows
+    the model saw at each step (the input of SHAP)."""
+    if history is not None:
+        ids = np.sort(history["unique_id"].unique())
+        last_date = pd.Timestamp(history["ds"].max())
+        # mlforecast re-fits the per-series scaler on ``history`` (population std, as LocalStandardScaler)
+        model.serving_std = history.groupby("unique_id")["y"].std(ddof=0).reindex(ids)
+    else:
+        ids = np.asarray(model.mlf.ts.uids)
+        last_date = model.last_date
+    x_df = future_exogenous(exogenous, ids, last_date, horizon, model.setup.freq) if model.setup.exogenous else None
     captured: list[pd.DataFrame] = []
 
     def _capture(features: pd.DataFrame) -> pd.DataFrame:
@@ -162,12 +189,12 @@ def predict_global_model(
         return features
 
     forecasts = model.mlf.predict(
-        horizon, X_df=x_df, before_predict_callback=_capture if capture_features else None
+        horizon, new_df=history, X_df=x_df, before_predict_callback=_capture if capture_features else None
     )
     forecasts[MODEL_NAME] = forecasts[MODEL_NAME].clip(lower=0.0)
     features = None
     if capture_features:
-        dates = pd.date_range(model.last_date, periods=horizon + 1, freq=model.setup.freq)[1:]
+        dates = pd.date_range(last_date, periods=horizon + 1, freq=model.setup.freq)[1:]
         for step, frame in enumerate(captured):
             frame.insert(0, "ds", dates[step])
             frame.insert(0, "unique_id", ids)

@@ -1,9 +1,10 @@
-"""Monitoring: Evidently data drift between the training window and the latest window."""
+"""Monitoring: Evidently data drift, and the served forecasts' error on the actuals that arrived since."""
 
 
 import dagster as dg
 import pandas as pd
 
+from forecasting_assets.ingest.assets import FOLLOWS_NEW_DATA
 from forecasting_assets.metadata import table_preview
 from forecasting_assets.monitoring.drift import drift_report as compute_drift
 from forecasting_assets.paths import outputs_dir
@@ -22,6 +23,7 @@ class DriftConfig(dg.Config):
 
 @dg.asset(
     group_name="monitoring",
+    automation_condition=FOLLOWS_NEW_DATA,
     description="Evidently drift of the target and lag features (per-series standardized): latest window vs the year before. Per-column table; HTML report beside it.",
 )
 def drift_report(
@@ -47,4 +49,27 @@ def drift_report(
             "report": dg.MetadataValue.path(str(report_path)),
         }
     )
+    return table
+
+
+@dg.asset(
+    group_name="monitoring",
+    automation_condition=FOLLOWS_NEW_DATA,
+    description=(
+        "The newest served forecast (data/outputs/forecast_history) scored on the actuals that arrived since: "
+        "WRMSSE per level; metadata recent_wrmsse (mean over levels) feeds the retrain sensor."
+    ),
+)
+def live_forecast_error(
+    context: dg.AssetExecutionContext, hierarchical_series: pd.DataFrame, series_keys: pd.DataFrame, settings: ForecastSettings
+) -> pd.DataFrame:
+    from forecasting_assets.evaluation.assets import level_weights
+    from forecasting_assets.monitoring.live_error import live_error, served_forecasts
+
+    weights, weights_source = level_weights(settings, hierarchical_series, series_keys)
+    table, summary = live_error(served_forecasts(outputs_dir()), hierarchical_series, series_keys, weights)
+    metadata = {"days_scored": summary["days_scored"], "weights": weights_source, "dagster/row_count": len(table)}
+    if summary["days_scored"]:
+        metadata.update({"recent_wrmsse": summary["recent_wrmsse"], "origin": summary["origin"], "model": summary["model"], "wrmsse_by_level": table_preview(table[["level", "wrmsse", "n_series"]], 20)})
+    context.add_output_metadata(metadata)
     return table

@@ -7,6 +7,8 @@ import pandas as pd
 from forecasting_assets.hierarchy.aggregation import check_coherence
 from forecasting_assets.metadata import forecast_plot_png, frame_metadata, png_markdown
 from forecasting_assets.models.assets import BASE_MODELS
+from forecasting_assets.monitoring.live_error import archive_forecast
+from forecasting_assets.paths import outputs_dir
 from forecasting_assets.reconciliation.quantiles import M5_QUANTILES, conformal_quantiles
 from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, to_long
 
@@ -98,7 +100,7 @@ def reconciled_forecasts_are_non_negative(reconciled_forecasts: pd.DataFrame) ->
 
 @dg.asset(
     group_name="reconciliation",
-    description="The forecast to use: the chosen reconciled forecast per series and period, with its level (unique_id, level, ds, yhat, model).",
+    description="The forecast to use: the chosen reconciled forecast per series and period, with its level (unique_id, level, ds, yhat, model). Each one is also archived in forecast_history by its origin.",
 )
 def final_forecasts(
     context: dg.AssetExecutionContext, reconciled_forecasts: pd.DataFrame, series_keys: pd.DataFrame, hierarchical_series: pd.DataFrame
@@ -109,7 +111,8 @@ def final_forecasts(
     top = series_keys.sort_values("level_order")["unique_id"].iloc[0]
     history = hierarchical_series[(hierarchical_series["unique_id"] == top) & (hierarchical_series["ds"] < table["ds"].min())]
     png = forecast_plot_png(history, table[table["unique_id"] == top], f"{top}: history and {table['model'].iloc[0]}")
-    context.add_output_metadata({**frame_metadata(table), "model": str(table["model"].iloc[0]), "top_level_plot": png_markdown(png, top)})
+    archived = archive_forecast(table, outputs_dir())
+    context.add_output_metadata({**frame_metadata(table), "model": str(table["model"].iloc[0]), "top_level_plot": png_markdown(png, top), "archived_as": dg.MetadataValue.path(str(archived))})
     return table
 
 
