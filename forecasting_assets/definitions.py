@@ -2,15 +2,30 @@
 
 Environment (all optional): FORECASTING_SOURCE (source folder; default data/demo),
 FORECASTING_TRAIN_END (last training date; later data is scored as a holdout), FORECASTING_HORIZON,
-FORECASTING_WEIGHTS (an M5 weights CSV), FORECASTING_LANDING (landing folder; default data/landing).
+FORECASTING_WEIGHTS (an M5 weights CSV), FORECASTING_LANDING (landing folder; default data/landing),
+FORECASTING_DRIFT_THRESHOLD / FORECASTING_ERROR_THRESHOLD / FORECASTING_APPROVAL_DRIFT_THRESHOLD (automation),
+FORECASTING_RETRAIN_TRIALS / FORECASTING_RETRAIN_TIMEOUT_S (the retrain's Optuna budget),
+FORECASTING_WEBHOOK_URL (alerts), FORECASTING_TIMEZONE (the nightly schedule),
+FORECASTING_EXECUTOR (``in_process``; default multiprocess), FORECASTING_SENSOR_INTERVAL_SECONDS (default 30).
 """
 
 
 import dagster as dg
 
-from forecasting_assets.automation.jobs import full_pipeline_job, refresh_forecasts_job, retrain_job
+from forecasting_assets.automation.jobs import (
+    approve_model_job,
+    full_pipeline_job,
+    landing_ingest_job,
+    refresh_forecasts_job,
+    retrain_job,
+)
 from forecasting_assets.automation.schedules import nightly_refresh_schedule
-from forecasting_assets.automation.sensors import drift_retrain_sensor, landing_folder_sensor
+from forecasting_assets.automation.sensors import (
+    automation_condition_sensor,
+    drift_retrain_sensor,
+    landing_folder_sensor,
+    run_failure_alert_sensor,
+)
 from forecasting_assets.evaluation import assets as evaluation
 from forecasting_assets.explain import assets as explain
 from forecasting_assets.features import assets as features
@@ -19,7 +34,7 @@ from forecasting_assets.ingest import assets as ingest
 from forecasting_assets.models import assets as models
 from forecasting_assets.monitoring import assets as monitoring
 from forecasting_assets.reconciliation import assets as reconciliation
-from forecasting_assets.resources import ForecastSettings, SalesSource, env, mlflow_tracking
+from forecasting_assets.resources import AutomationSettings, ForecastSettings, SalesSource, env, mlflow_tracking
 from forecasting_assets.storage.io_manager import WarehouseIOManager
 
 STAGES = [ingest, hierarchy, features, models, reconciliation, evaluation, explain, monitoring]
@@ -35,6 +50,19 @@ def build_resources() -> dict:
             horizon=int(horizon) if horizon else None,
             weights_file=env("FORECASTING_WEIGHTS"),
         ),
+        "automation": AutomationSettings(
+            **{
+                field: kind(value)
+                for field, name, kind in [
+                    ("drift_threshold", "FORECASTING_DRIFT_THRESHOLD", float),
+                    ("error_threshold", "FORECASTING_ERROR_THRESHOLD", float),
+                    ("approval_drift_threshold", "FORECASTING_APPROVAL_DRIFT_THRESHOLD", float),
+                    ("retrain_trials", "FORECASTING_RETRAIN_TRIALS", int),
+                    ("retrain_timeout_s", "FORECASTING_RETRAIN_TIMEOUT_S", float),
+                ]
+                if (value := env(name)) is not None
+            }
+        ),
         "mlflow": mlflow_tracking.configured({"experiment_name": env("FORECASTING_EXPERIMENT", "forecasting_assets")}),
     }
 
@@ -44,10 +72,17 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules(STAGES),
         asset_checks=dg.load_asset_checks_from_modules(STAGES),
-        jobs=[full_pipeline_job, refresh_forecasts_job, retrain_job],
+        jobs=[full_pipeline_job, refresh_forecasts_job, retrain_job, landing_ingest_job, approve_model_job],
         schedules=[nightly_refresh_schedule],
-        sensors=[landing_folder_sensor, drift_retrain_sensor],
+        sensors=[
+            landing_folder_sensor,
+            drift_retrain_sensor,
+            run_failure_alert_sensor,
+            automation_condition_sensor,
+                ],
         resources={**build_resources(), **(resources or {})},
+        # FORECASTING_EXECUTOR=in_process runs every step in the run's own process (small data, tests)
+        executor=dg.in_process_executor if env("FORECASTING_EXECUTOR") == "in_process" else dg.multiprocess_executor,
     )
 
 

@@ -3,24 +3,43 @@
 
 import dagster as dg
 
-ALL_ASSETS = dg.AssetSelection.all()
+# landed_sales is partitioned by landing batch: the landing sensor materializes it, one batch per run
+LANDED = dg.AssetSelection.assets("landed_sales")
+APPROVAL = dg.AssetSelection.assets("model_approval")
+ALL_ASSETS = dg.AssetSelection.all() - LANDED - APPROVAL
 TUNING = dg.AssetSelection.assets("lightgbm_tuning")
+
+# what a nightly refresh does not touch: tuning, refitting, backtests and the promotion gate
+TRAINING = dg.AssetSelection.assets(
+    "lightgbm_tuning", "lightgbm_model", "backtest_forecasts", "reconciled_backtest", "backtest_metrics",
+    "backtest_series_metrics", "series_features", "model_promotion",
+)
 
 # everything, tuning included (a first run, or a full rebuild)
 full_pipeline_job = dg.define_asset_job(
-    "full_pipeline_job", selection=ALL_ASSETS, description="Materialize the whole graph, Optuna tuning included."
+    "full_pipeline_job", selection=ALL_ASSETS, description="Materialize the whole graph, Optuna tuning and the promotion gate included."
 )
 
-# the nightly refresh: new data in, models refit with the stored best parameters, no new tuning trials
+# the nightly refresh: latest data in, forecasts from the champion model (no refit), metrics, SHAP, drift
 refresh_forecasts_job = dg.define_asset_job(
     "refresh_forecasts_job",
-    selection=ALL_ASSETS - TUNING,
-    description="Ingest the latest sales and refresh forecasts, reconciliation, metrics, SHAP and drift (no tuning).",
+    selection=ALL_ASSETS - TRAINING,
+    description="Forecast from the latest sales with the current champion (no retrain), reconcile with the chosen method, then metrics, SHAP, drift.",
 )
 
-# retrain: resume the Optuna study, refit, backtest, re-choose the reconciliation, refresh everything after
+# retrain: resume the Optuna study, refit, backtest, re-choose the reconciliation, pass the promotion gate
 retrain_job = dg.define_asset_job(
     "retrain_job",
-    selection=TUNING.downstream(),
-    description="Resume the Optuna study (bounded budget), refit LightGBM and refresh everything downstream.",
+    selection=TUNING.downstream() - APPROVAL,
+    description="Resume the Optuna study (bounded budget), refit LightGBM, backtest, re-choose the reconciliation, promote only if better.",
+)
+
+# one landing batch (a partition of landed_sales); the landing sensor launches it
+landing_ingest_job = dg.define_asset_job(
+    "landing_ingest_job", selection=LANDED, description="Read one accepted landing file (a landed_sales partition)."
+)
+
+# a human approves the model waiting with alias 'challenger'
+approve_model_job = dg.define_asset_job(
+    "approve_model_job", selection=APPROVAL, description="Promote the model waiting for approval to champion."
 )

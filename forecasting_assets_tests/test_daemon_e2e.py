@@ -1,0 +1,200 @@
+"""The automation proven with Dagster's own daemon and webserver (run alone: ``pytest -m daemon``).
+
+A temporary project home is materialized once; then ``dagster-daemon`` and ``dagster-webserver`` are started
+on 127.0.0.1 against it. The test drops a sales file in the landing folder and waits for the landing run and
+the declarative ingest run to put the new day in the warehouse; then drops drifted days and waits for the
+drift sensor's retrain run and the promotion decision; and checks that a local webhook receiver got the
+retrain and promotion alerts. Every process the test starts is stopped at the end.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from forecasting_assets.paths import REPO_ROOT
+
+pytestmark = [pytest.mark.daemon, pytest.mark.slow]
+
+BIN = Path(sys.executable).parent
+WAIT_S = 180  # the bound on each wait
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    messages: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 (http.server API)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).messages.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(what: str, condition, timeout_s: float = WAIT_S, every_s: float = 2.0, logs: Path | None = None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every_s)
+    tail = ""
+    if logs is not None:
+        tail = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{tail}")
+
+
+def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    handle = open(log, "w")
+    return subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def _runs(instance, job_name: str, status=None):
+    import dagster as dg
+
+    statuses = [status] if status is not None else None
+    return instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=statuses))
+
+
+def test_daemon_ingests_a_landed_file_and_retrains_on_drift(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from forecasting_assets.demo_data import write_demo, write_next_days
+
+    home = tmp_path / "project"
+    dagster_home = home / "data" / "dagster_home"
+    logs = home / "logs"
+    for folder in (dagster_home, logs):
+        folder.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    demo = home / "data" / "demo"
+    landing = home / "data" / "landing"
+    write_demo(demo, shape="tiny", seed=7)
+
+    _Receiver.messages = []
+    receiver = HTTPServer(("127.0.0.1", _free_port()), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+
+    env = {
+        **os.environ,
+        "FORECASTING_ASSETS_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "FORECASTING_SOURCE": str(demo),
+        "FORECASTING_LANDING": str(landing),
+        "FORECASTING_EXECUTOR": "in_process",
+        "FORECASTING_SENSOR_INTERVAL_SECONDS": "5",
+        "FORECASTING_LANDING_SETTLE_SECONDS": "1",
+        "FORECASTING_RETRAIN_TRIALS": "1",
+        "FORECASTING_APPROVAL_DRIFT_THRESHOLD": "1.01",  # this test wants an automatic decision
+        "FORECASTING_ERROR_THRESHOLD": "1000",  # only the injected drift may launch the retrain
+        "FORECASTING_WEBHOOK_URL": f"http://127.0.0.1:{receiver.server_port}/hook",
+    }
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    config = home / "first_run.yaml"
+    config.write_text("ops:\n  lightgbm_tuning:\n    config:\n      n_trials: 1\n")
+    subprocess.run(
+        [str(BIN / "dagster"), "job", "execute", "-m", "forecasting_assets.definitions", "-j", "full_pipeline_job", "-c", str(config)],
+        env=env, cwd=REPO_ROOT, check=True, capture_output=True, timeout=600,
+    )
+    timings["first full run"] = time.monotonic() - started
+
+    port = _free_port()
+    daemon = _start([str(BIN / "dagster-daemon"), "run", "-m", "forecasting_assets.definitions"], env, logs / "daemon.log")
+    webserver = _start([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", "forecasting_assets.definitions"], env, logs / "webserver.log")
+    instance = None
+    try:
+        def _server_up():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        _wait_for("the webserver on 127.0.0.1", _server_up, logs=logs)
+        monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+        instance = dg.DagsterInstance.get()
+
+        # 1. a new day lands: the sensor's run, then the declarative ingest, put it in the warehouse
+        step = time.monotonic()
+        landed = write_next_days(demo, landing, 1)
+        day = landed.name.split("_")[1]
+        _wait_for("the landing run", lambda: _runs(instance, "landing_ingest_job", dg.DagsterRunStatus.SUCCESS), logs=logs)
+        timings["file landed -> landing run succeeded"] = time.monotonic() - step
+        assert (landing / "archive").is_dir() and not landed.exists()
+
+        def _warehouse_has_day():
+            import duckdb
+
+            try:
+                with duckdb.connect(str(home / "data" / "warehouse.duckdb"), read_only=True) as con:
+                    return str(con.execute("SELECT max(ds) FROM validated_sales").fetchone()[0])[:10] == day
+            except duckdb.Error:
+                return False
+
+        _wait_for(f"validated_sales to reach {day} in the warehouse", _warehouse_has_day, logs=logs)
+        timings["file landed -> new day in the warehouse"] = time.monotonic() - step
+
+        # 2. drifted days land: drift_report follows, the drift sensor launches the retrain, the gate decides
+        step = time.monotonic()
+        write_next_days(demo, landing, 28, drift=True)
+        retrain = _wait_for("the retrain run to start", lambda: _runs(instance, "retrain_job"), logs=logs)[0]
+        timings["drifted file landed -> retrain started"] = time.monotonic() - step
+        assert retrain.tags["trigger"] == "drift_or_error"
+        assert float(retrain.tags["drift_share"]) >= 0.5
+
+        def _promotion_recorded():
+            import pandas as pd
+
+            path = home / "data" / "outputs" / "automation_decisions.parquet"
+            if not path.exists():
+                return None
+            table = pd.read_parquet(path)
+            decided = table[(table["actor"] == "model_promotion") & (table["run_id"] == retrain.run_id)]
+            return decided.to_dict("records") if len(decided) else None
+
+        decision = _wait_for("the promotion decision of the retrain run", _promotion_recorded, logs=logs)[0]
+        timings["drifted file landed -> promotion decided"] = time.monotonic() - step
+        assert decision["decision"] in {"promoted", "kept_champion"}
+
+        # 3. the webhook got the retrain and promotion alerts
+        events = {m["event"] for m in _wait_for("webhook alerts", lambda: _Receiver.messages if {"retrain", "model_promotion"} <= {m["event"] for m in _Receiver.messages} else None, timeout_s=30)}
+        assert {"retrain", "model_promotion"} <= events
+        assert all(m["text"].startswith("[forecasting_assets]") for m in _Receiver.messages)
+    finally:
+        for process in (webserver, daemon):
+            _stop(process)
+        receiver.shutdown()
+        if instance is not None:
+            instance.dispose()
+        print("daemon end-to-end timings (s):", json.dumps({k: round(v, 1) for k, v in timings.items()}))
+    assert daemon.poll() is not None and webserver.poll() is not None
