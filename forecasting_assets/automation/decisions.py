@@ -8,9 +8,7 @@ writers (a sensor tick and a run) never lose a row and a crash never leaves a ha
 
 from __future__ import annotations
 
-import fcntl
 import json
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,23 +16,11 @@ from typing import Any
 import pandas as pd
 
 from forecasting_assets.paths import outputs_dir, warehouse_path
-from forecasting_assets.storage.files import write_parquet
+from forecasting_assets.storage.files import exclusive_lock, write_parquet
 from forecasting_assets.storage.warehouse import rebuild_catalog
 
 TABLE = "automation_decisions"
 COLUMNS = ["decided_at", "actor", "decision", "reason", "details", "run_id"]
-
-
-@contextmanager
-def _locked(path: Path):
-    lock = path.with_name(path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def decisions_path() -> Path:
@@ -57,7 +43,7 @@ def record_decision(actor: str, decision: str, reason: str, details: dict[str, A
         "run_id": run_id,
     }
     path = decisions_path()
-    with _locked(path):
+    with exclusive_lock(path):
         table = pd.concat([read_decisions(), pd.DataFrame([row])], ignore_index=True)[COLUMNS]
         write_parquet(table.astype(str), path)
     rebuild_catalog(outputs_dir(), warehouse_path())

@@ -11,28 +11,13 @@ Why views over files instead of tables inside the database:
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
-from forecasting_assets.storage.files import atomic_write
+from forecasting_assets.storage.files import atomic_write, exclusive_lock
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-@contextmanager
-def _catalog_lock(warehouse: Path):
-    """Serialize catalog rebuilds between processes (multiprocess executor, concurrent runs)."""
-    lock_path = warehouse.with_name(warehouse.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def table_files(outputs_dir: Path) -> dict[str, str]:
@@ -51,7 +36,7 @@ def rebuild_catalog(outputs_dir: Path, warehouse: Path) -> list[str]:
     import duckdb
 
     warehouse = Path(warehouse)
-    with _catalog_lock(warehouse):
+    with exclusive_lock(warehouse):  # serialize catalog rebuilds between processes
         tables = table_files(outputs_dir)
 
         def _write(tmp: Path) -> None:
