@@ -53,14 +53,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import yaml
-
-if TYPE_CHECKING:
-    from forecasting_assets.spec import SourceSpec
 
 START_DATE = "2011-01-29"  # d_1 of M5, a Saturday (the first day of Walmart week 11101)
 FUTURE_DAYS = 28  # the calendar covers this many days past the sales (the known future, like M5)

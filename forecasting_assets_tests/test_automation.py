@@ -1,6 +1,5 @@
 """Definitions load fast and light; the schedule and the sensors evaluate as intended."""
 
-import json
 import os
 import subprocess
 import sys
