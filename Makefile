@@ -13,7 +13,7 @@ DEMO_SIZE ?= small
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export FORECASTING_ASSETS_HOME := $(CURDIR)
 
-.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy
+.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -43,9 +43,19 @@ run: install dagster-home $(if $(SOURCE),,demo)
 
 # the daemon end-to-end test runs in its own pytest process (plain `pytest` leaves it out): it starts threads in
 # the test process, and a later test that forks workers (tsfresh's multiprocessing) once deadlocked on them
-test: install dagster-home
+test: install dagster-home chromium
 	$(VENV)/bin/pytest -q
 	$(VENV)/bin/pytest -q -m daemon --basetemp=data/.pytest-tmp-daemon
+
+# Debian's chromium for the browser test (Playwright drives it; no browser download). Where apt-get cannot
+# install it (no root, no Debian), the browser test skips and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi; \
+		echo "installing Debian's chromium for the browser test"; \
+		( DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium ) >/dev/null 2>&1 \
+		|| echo "could not install chromium: the browser test will skip"; }
 
 # the UI and the daemon (schedules and sensors live) on http://127.0.0.1:3000
 dev: install dagster-home

@@ -50,3 +50,50 @@ def forecast_plot_png(history: pd.DataFrame, forecast: pd.DataFrame, title: str,
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def forecast_panel_png(
+    history: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    series: list[str],
+    lines: list[str],
+    band: tuple[str, str] | None = None,
+    last_periods: int = 120,
+) -> bytes:
+    """One small chart per series: recent history (grey), forecast ``lines`` (wide columns of ``forecasts``)
+    and, with ``band`` = (lower, upper) columns, the prediction interval shaded. PNG bytes."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(series), 1, figsize=(8, 2.3 * len(series)), squeeze=False)
+    for axis, uid in zip(axes[:, 0], series):
+        past = history[history["unique_id"] == uid].sort_values("ds").tail(last_periods)
+        future = forecasts[forecasts["unique_id"] == uid].sort_values("ds")
+        axis.plot(past["ds"], past["y"], color="grey", linewidth=1, label="history")
+        if band is not None:
+            axis.fill_between(future["ds"], future[band[0]], future[band[1]], color="tab:blue", alpha=0.2, label=f"interval {band[0]}–{band[1]}")
+        for i, column in enumerate(lines):
+            axis.plot(future["ds"], future[column], linewidth=1.5 if i == 0 else 1, label=column)
+        axis.set_title(uid, fontsize=9, loc="left")
+        axis.legend(loc="upper left", fontsize=7)
+    figure.autofmt_xdate()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=72, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def largest_series(series_keys: pd.DataFrame, history: pd.DataFrame, per_level: int = 1, levels: int = 3) -> list[str]:
+    """The top-level series, then the largest series (recent sales) of the finest ``levels - 1`` levels."""
+    order = series_keys.sort_values("level_order")
+    chosen = [order["unique_id"].iloc[0]]
+    recent = history[history["ds"] > history["ds"].max() - pd.Timedelta(days=28)].groupby("unique_id")["y"].sum()
+    finest = sorted(order["level"].unique(), key=lambda lvl: -order.loc[order["level"] == lvl, "level_order"].iloc[0])
+    for level in finest[: levels - 1]:
+        ids = order.loc[order["level"] == level, "unique_id"]
+        chosen += list(recent.reindex(ids).fillna(0).sort_values(ascending=False).index[:per_level])
+    return list(dict.fromkeys(chosen))

@@ -137,3 +137,22 @@ def test_optuna_study_is_persisted_and_resumed(tiny_project):
     storage = f"sqlite:///{tiny_project['home'] / 'data' / 'optuna.db'}"
     studies = optuna.get_all_study_summaries(storage)
     assert len(studies) == 1 and studies[0].n_trials == 2
+
+
+def test_ui_metadata_has_plots_and_tables_for_each_stage(tiny_project):
+    result = tiny_project["result"]
+
+    def metadata(node: str, asset: str | None = None) -> dict:
+        events = result.asset_materializations_for_node(node)
+        return next(e.metadata for e in events if asset is None or e.asset_key.to_user_string() == asset)
+
+    png = "data:image/png;base64,"
+    reconciled = metadata("reconciled_forecasts")
+    assert png in reconciled["forecast_plot"].value and "baseline" in reconciled["backtest_scores"].value and "chosen" in reconciled["backtest_scores"].value
+    assert png in metadata("forecast_quantiles")["forecast_plot"].value
+    shap = metadata("shap_values", "shap_global_importance")
+    assert png in shap["summary_plot"].value and png in shap["waterfall_plot"].value
+    assert (tiny_project["home"] / "data" / "outputs" / "plots" / "shap_waterfall.png").stat().st_size > 5_000
+    drift = metadata("drift_report")
+    assert {"drift_share", "drifted_columns", "report"} <= set(drift)
+    assert "SeasonalNaive" in metadata("forecast_metrics")["backtest_wrmsse_by_level"].value

@@ -1,10 +1,19 @@
 """Explain: SHAP values of the LightGBM forecasts, global importance, each series' top drivers."""
 
 
+from typing import Any
+
 import dagster as dg
 import pandas as pd
 
-from forecasting_assets.explain.shap_values import explain, global_importance, sample_series, summary_plot_png, top_drivers
+from forecasting_assets.explain.shap_values import (
+    explain,
+    global_importance,
+    sample_series,
+    summary_plot_png,
+    top_drivers,
+    waterfall_plot_png,
+)
 from forecasting_assets.metadata import frame_metadata, png_markdown
 from forecasting_assets.models.lightgbm_global import FittedGlobalModel
 from forecasting_assets.paths import outputs_dir
@@ -23,13 +32,29 @@ class ShapConfig(dg.Config):
         "shap_top_drivers": dg.AssetOut(description="Each series' top drivers over the horizon (mean |SHAP| in sales units).", group_name="explain"),
     },
 )
-def shap_values(context: dg.AssetExecutionContext, config: ShapConfig, champion_model: FittedGlobalModel, forecast_features: pd.DataFrame):
+def shap_values(
+    context: dg.AssetExecutionContext,
+    config: ShapConfig,
+    champion_model: FittedGlobalModel,
+    forecast_features: pd.DataFrame,
+    base_forecasts: pd.DataFrame,
+    mlflow: dg.ResourceParam[Any],
+):
     sample, n_series = sample_series(forecast_features, config.max_rows)
     values, base_value = explain(champion_model, sample)
     importance = global_importance(values)
     drivers = top_drivers(values, config.top_n)
     png = summary_plot_png(values)
     plot_path = write_bytes(png, outputs_dir() / "plots" / "shap_summary.png")
+    # one explained forecast in detail: the first day of the top-level series (or the first explained one)
+    first = values.sort_values(["ds"]).iloc[0]
+    top_id = "Total" if (values["unique_id"] == "Total").any() else first["unique_id"]
+    day = values.loc[values["unique_id"] == top_id, "ds"].min()
+    point = base_forecasts.loc[(base_forecasts["unique_id"] == top_id) & (base_forecasts["ds"] == day), "LightGBM"]
+    waterfall = waterfall_plot_png(values, top_id, day, float(point.iloc[0]))
+    waterfall_path = write_bytes(waterfall, outputs_dir() / "plots" / "shap_waterfall.png")
+    for path in (plot_path, waterfall_path):
+        mlflow.log_artifact(str(path), "plots")
     yield dg.Output(
         values,
         output_name="shap_values",
@@ -41,6 +66,7 @@ def shap_values(context: dg.AssetExecutionContext, config: ShapConfig, champion_
         metadata={
             "top_features": dg.MetadataValue.md(importance.head(10).to_markdown(index=False)),
             "summary_plot": png_markdown(png, "SHAP summary"),
+            "waterfall_plot": png_markdown(waterfall, f"SHAP waterfall of {top_id} on {pd.Timestamp(day).date()}"),
             "plot_path": dg.MetadataValue.path(str(plot_path)),
         },
     )

@@ -106,3 +106,30 @@ def summary_plot_png(shap_long: pd.DataFrame, max_display: int = 15) -> bytes:
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def waterfall_plot_png(shap_long: pd.DataFrame, unique_id: str, ds: pd.Timestamp, forecast: float, max_display: int = 12) -> bytes:
+    """shap's waterfall plot of one explained forecast, in units of sales: from the series' expected value
+    (``forecast - Σ shap_units``) to the forecast, feature by feature."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shap
+
+    row = shap_long[(shap_long["unique_id"] == unique_id) & (shap_long["ds"] == ds)]
+    explanation = shap.Explanation(
+        values=row["shap_units"].to_numpy(),
+        base_values=float(forecast - row["shap_units"].sum()),
+        data=row["feature_value"].to_numpy(),
+        feature_names=row["feature"].tolist(),
+    )
+    plt.figure()
+    shap.plots.waterfall(explanation, max_display=max_display, show=False)
+    figure = plt.gcf()
+    figure.set_size_inches(8, 5)
+    figure.suptitle(f"{unique_id}, {pd.Timestamp(ds).date()}: forecast {forecast:,.1f}", fontsize=10)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()

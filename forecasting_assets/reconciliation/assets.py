@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from forecasting_assets.hierarchy.aggregation import check_coherence
-from forecasting_assets.metadata import forecast_plot_png, frame_metadata, png_markdown
+from forecasting_assets.metadata import forecast_panel_png, forecast_plot_png, frame_metadata, largest_series, png_markdown
 from forecasting_assets.models.assets import BASE_MODELS
 from forecasting_assets.monitoring.live_error import archive_forecast
 from forecasting_assets.paths import outputs_dir
@@ -45,6 +45,7 @@ def reconciled_forecasts(
     backtest_metrics: pd.DataFrame,
     series_keys: pd.DataFrame,
     hierarchy_structure: pd.DataFrame,
+    hierarchical_series: pd.DataFrame,
 ) -> pd.DataFrame:
     wide, skipped = reconcile(base_forecasts, BASE_MODELS, series_keys, hierarchy_structure, residuals=backtest_forecasts)
     long = to_long(wide, ["unique_id", "ds"])
@@ -52,15 +53,28 @@ def reconciled_forecasts(
     long["is_chosen"] = long["model"] == chosen
     if not long["is_chosen"].any():
         raise RuntimeError(f"the backtest-chosen forecast {chosen} was not produced on the future horizon ({skipped})")
+    shown = largest_series(series_keys, hierarchical_series)
+    lines = list(dict.fromkeys([chosen, "LightGBM", "SeasonalNaive"]))
+    plot = forecast_panel_png(hierarchical_series, wide, shown, [c for c in lines if c in wide.columns])
     context.add_output_metadata(
         {
             **frame_metadata(long),
             "chosen": chosen,
             "why": reason,
+            "backtest_scores": dg.MetadataValue.md(method_ranking(backtest_metrics, chosen)),
+            "forecast_plot": png_markdown(plot, "chosen forecast vs LightGBM and seasonal naive"),
             "skipped": dg.MetadataValue.json(skipped),
         }
     )
     return long
+
+
+def method_ranking(backtest_metrics: pd.DataFrame, chosen: str, top: int = 8, baseline: str = "SeasonalNaive") -> str:
+    """Markdown: the forecasts ranked by backtest mean WRMSSE (the best ``top`` and the baseline), chosen marked."""
+    overall = backtest_metrics[backtest_metrics["level"] == "__overall__"].sort_values("wrmsse").reset_index(drop=True)
+    shown = overall[(overall.index < top) | (overall["model"] == baseline)]
+    table = shown[["model", "wrmsse"]].assign(rank=shown.index + 1, note=shown["model"].map(lambda m: "chosen" if m == chosen else ("baseline" if m == baseline else "")))
+    return table[["rank", "model", "wrmsse", "note"]].round(4).to_markdown(index=False)
 
 
 def choose_forecast(backtest_metrics: pd.DataFrame) -> tuple[str, str]:
@@ -123,9 +137,24 @@ def final_forecasts(
         "backtest errors (conformal); non-negative and monotone in the quantile level."
     ),
 )
-def forecast_quantiles(context: dg.AssetExecutionContext, final_forecasts: pd.DataFrame, reconciled_backtest: pd.DataFrame) -> pd.DataFrame:
+def forecast_quantiles(
+    context: dg.AssetExecutionContext,
+    final_forecasts: pd.DataFrame,
+    reconciled_backtest: pd.DataFrame,
+    hierarchical_series: pd.DataFrame,
+    series_keys: pd.DataFrame,
+) -> pd.DataFrame:
     chosen = str(final_forecasts["model"].iloc[0])
     backtest = reconciled_backtest[reconciled_backtest["model"] == chosen]
     table = conformal_quantiles(final_forecasts, backtest, M5_QUANTILES)
-    context.add_output_metadata({**frame_metadata(table), "model": chosen, "residuals_per_series": int(len(backtest) / max(1, backtest["unique_id"].nunique()))})
+    shown = largest_series(series_keys, hierarchical_series)
+    plot = forecast_panel_png(hierarchical_series[hierarchical_series["ds"] < table["ds"].min()], table, shown, ["yhat"], band=("q0.025", "q0.975"))
+    context.add_output_metadata(
+        {
+            **frame_metadata(table),
+            "model": chosen,
+            "residuals_per_series": int(len(backtest) / max(1, backtest["unique_id"].nunique())),
+            "forecast_plot": png_markdown(plot, "forecast with the 95 % interval"),
+        }
+    )
     return table
