@@ -171,7 +171,7 @@ def _skip_onboarding(page) -> None:
         skip.first.click()
 
 
-def test_ui_shows_the_graph_and_the_reconciled_forecasts_page(served):
+def test_ui_shows_the_graph_and_the_reconciled_forecasts_page(served, tmp_path, monkeypatch):
     """Headless Debian Chromium (driven by Playwright) on the real webserver: the asset graph, and the
     reconciled-forecasts page with its plot and backtest table. Screenshots go to data/screenshots/."""
     if not CHROMIUM.exists():
@@ -179,9 +179,15 @@ def test_ui_shows_the_graph_and_the_reconciled_forecasts_page(served):
     from playwright.sync_api import sync_playwright
 
     shots = REPO_ROOT / "data" / "screenshots"  # gitignored
+    # the browser profile (Playwright's driver puts it in $TMPDIR) and Chromium's own files ($HOME/.config,
+    # $HOME/.cache) stay in the test's folder, never in /tmp or $HOME
+    browser_home = tmp_path / "browser_home"
+    browser_home.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    browser_env = {**os.environ, "HOME": str(browser_home), "XDG_CONFIG_HOME": str(browser_home / ".config"), "XDG_CACHE_HOME": str(browser_home / ".cache"), "TMPDIR": str(tmp_path)}
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"], env=browser_env)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{served['url']}/asset-groups", timeout=60_000)

@@ -12,6 +12,7 @@ Kept import-light: only duckdb and pandas, no Dagster.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import sys
 from collections.abc import Sequence
@@ -46,17 +47,16 @@ def _explained_ids(con) -> list[str]:
 def _series_error(con, series: str) -> NotExplained:
     ids = _explained_ids(con)
     n_all = con.execute("SELECT count(*) FROM series_keys").fetchall()[0][0] if _has_view(con, "series_keys") else None
-    coverage = f"{len(ids)} of {n_all} series" if n_all is not None else f"{len(ids)} series"
-    import difflib
-
+    if n_all is not None and len(ids) >= n_all:
+        coverage = f"SHAP explains a sample of the series, here all {len(ids)} of them, so {series!r} is not a series id"
+    else:
+        of = f" of {n_all}" if n_all is not None else ""
+        coverage = f"SHAP explains a sample of the series ({len(ids)}{of}), and {series!r} is not among them"
     close = difflib.get_close_matches(series, ids, n=_IDS_SHOWN, cutoff=0.5)
     shown = close or ids[:_IDS_SHOWN]
     more = "" if len(shown) == len(ids) else ", ..."
     label = "closest explained ids" if close else "explained ids include"
-    return NotExplained(
-        f"series {series!r} has no SHAP values: SHAP explains a sample of the series ({coverage}), "
-        f"and {series!r} is not among them. {label}: {', '.join(shown)}{more}"
-    )
+    return NotExplained(f"series {series!r} has no SHAP values: {coverage}. {label}: {', '.join(shown)}{more}")
 
 
 def _day_error(con, series: str, day: pd.Timestamp) -> NotExplained:
