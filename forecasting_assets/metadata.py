@@ -30,28 +30,6 @@ def png_markdown(png: bytes, title: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
 
 
-def forecast_plot_png(history: pd.DataFrame, forecast: pd.DataFrame, title: str, last_periods: int = 180) -> bytes:
-    """History (grey) and forecast (blue) of one series as PNG bytes."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    recent = history.sort_values("ds").tail(last_periods)
-    figure, axis = plt.subplots(figsize=(8, 3))
-    axis.plot(recent["ds"], recent["y"], color="grey", linewidth=1, label="history")
-    axis.plot(forecast["ds"], forecast["yhat"], color="tab:blue", linewidth=1.5, label="forecast")
-    axis.set_title(title, fontsize=10, loc="left")
-    axis.legend(loc="upper left", fontsize=8)
-    figure.autofmt_xdate()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
 def forecast_panel_png(
     history: pd.DataFrame,
     forecasts: pd.DataFrame,

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from forecasting_assets.hierarchy.aggregation import check_coherence
-from forecasting_assets.metadata import forecast_panel_png, forecast_plot_png, frame_metadata, largest_series, png_markdown
+from forecasting_assets.metadata import forecast_panel_png, frame_metadata, largest_series, png_markdown
 from forecasting_assets.models.assets import BASE_MODELS
 from forecasting_assets.monitoring.live_error import archive_forecast
 from forecasting_assets.paths import outputs_dir
@@ -124,7 +124,7 @@ def final_forecasts(
     table = table.sort_values(["unique_id", "ds"]).reset_index(drop=True)
     top = series_keys.sort_values("level_order")["unique_id"].iloc[0]
     history = hierarchical_series[(hierarchical_series["unique_id"] == top) & (hierarchical_series["ds"] < table["ds"].min())]
-    png = forecast_plot_png(history, table[table["unique_id"] == top], f"{top}: history and {table['model'].iloc[0]}")
+    png = forecast_panel_png(history, table, [top], ["yhat"])
     archived = archive_forecast(table, outputs_dir())
     context.add_output_metadata({**frame_metadata(table), "model": str(table["model"].iloc[0]), "top_level_plot": png_markdown(png, top), "archived_as": dg.MetadataValue.path(str(archived))})
     return table
