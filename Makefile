@@ -41,8 +41,7 @@ run: install dagster-home $(if $(SOURCE),,demo)
 		$(VENV)/bin/dagster job execute -m forecasting_assets.definitions -j full_pipeline_job
 	$(PY) -m forecasting_assets.report
 
-# the daemon end-to-end test runs in its own pytest process (plain `pytest` leaves it out): it starts threads in
-# the test process, and a later test that forks workers (tsfresh's multiprocessing) once deadlocked on them
+# the daemon end-to-end test (webserver, daemon, browser) runs in its own pytest process; plain `pytest` leaves it out
 test: install dagster-home chromium
 	$(VENV)/bin/pytest -q
 	$(VENV)/bin/pytest -q -m daemon --basetemp=data/.pytest-tmp-daemon

@@ -3,14 +3,16 @@
 Kept import-light on purpose: heavy libraries are imported inside the functions that use them.
 Importing the package points the caches of the libraries it drives (matplotlib, numba) into the
 project's ``data/.cache`` and turns their telemetry off, so nothing is written under ``$HOME``; points
-temporary files into ``data/.tmp`` (unless ``TMPDIR`` is set), so nothing is left in ``/tmp``; and makes
-worker processes (tsfresh, statsforecast with ``n_jobs > 1``) start from a fork server instead of a fork of
-a process whose threads (pyarrow's jemalloc, DuckDB) may hold locks: such a forked worker can hang forever.
+temporary files into ``data/.tmp`` (unless ``TMPDIR`` is set), so nothing is left in ``/tmp``; and restores
+the default action of SIGTERM when the process was started with it ignored (a background job of some
+shells and CI runners): multiprocessing stops its pool workers (tsfresh, statsforecast with ``n_jobs > 1``)
+with SIGTERM, and a worker that ignores it makes ``Pool.terminate()`` wait forever.
 """
 
-import multiprocessing as _multiprocessing
 import os as _os
+import signal as _signal
 import tempfile as _tempfile
+import threading as _threading
 
 from forecasting_assets.paths import data_dir as _data_dir
 
@@ -27,5 +29,5 @@ if "TMPDIR" not in _os.environ:
     _tmp.mkdir(parents=True, exist_ok=True)
     _os.environ["TMPDIR"] = str(_tmp)
     _tempfile.tempdir = str(_tmp)
-if _multiprocessing.get_start_method(allow_none=True) is None:
-    _multiprocessing.set_start_method("forkserver")
+if _threading.current_thread() is _threading.main_thread() and _signal.getsignal(_signal.SIGTERM) == _signal.SIG_IGN:
+    _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)

@@ -275,3 +275,39 @@ def test_is_sparse(hand_built: pd.DataFrame) -> None:
         "none": True,
         "smooth": False,
     }
+
+
+def test_parallel_extraction_finishes_when_the_parent_ignored_sigterm() -> None:
+    """A CI runner or a shell's background job may start us with SIGTERM ignored. multiprocessing stops its
+    pool workers with SIGTERM, so tsfresh's ``Pool.terminate()`` then waited forever on a worker (seen on CI).
+    Importing forecasting_assets restores the default action; without that, this child process hangs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as inherited from such a parent
+        import numpy as np, pandas as pd
+        from forecasting_assets.features.series_features import compute_series_features
+        rng = np.random.default_rng(0)
+        frame = pd.concat([
+            pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2020-01-01", periods=200), "y": rng.poisson(5, 200).astype(float)})
+            for i in range(12)
+        ])
+        for _ in range(8):
+            compute_series_features(frame, window=112, n_jobs=2)
+        print("finished")
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)  # SIGTERM would be ignored
+        child.communicate()
+        pytest.fail("parallel extraction hung: a pool worker ignored SIGTERM")
+    assert child.returncode == 0 and "finished" in out, err[-2000:]
