@@ -65,7 +65,11 @@ def _wait_for(what: str, condition, timeout_s: float = WAIT_S, every_s: float = 
 
 def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     handle = open(log, "w")
-    return subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT)
+    # SIGTERM back to its default: a CI runner may start us with it ignored, and the servers inherit that
+    return subprocess.Popen(
+        args, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+    )
 
 
 def _stop(process: subprocess.Popen) -> None:
