@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -175,7 +176,7 @@ def _skip_onboarding(page) -> None:
         skip.first.click()
 
 
-def test_ui_shows_the_graph_and_the_reconciled_forecasts_page(served, tmp_path, monkeypatch):
+def test_ui_shows_the_graph_and_the_reconciled_forecasts_page(served, request, monkeypatch):
     """Headless Debian Chromium (driven by Playwright) on the real webserver: the asset graph, and the
     reconciled-forecasts page with its plot and backtest table. Screenshots go to data/screenshots/."""
     if not CHROMIUM.exists():
@@ -184,12 +185,16 @@ def test_ui_shows_the_graph_and_the_reconciled_forecasts_page(served, tmp_path, 
 
     shots = REPO_ROOT / "data" / "screenshots"  # gitignored
     # the browser profile (Playwright's driver puts it in $TMPDIR) and Chromium's own files ($HOME/.config,
-    # $HOME/.cache) stay in the test's folder, never in /tmp or $HOME
-    browser_home = tmp_path / "browser_home"
+    # $HOME/.cache) stay inside the project, never in /tmp or $HOME. Short path: Chromium puts a Unix socket in
+    # $TMPDIR, and a socket path may not exceed 107 characters (pytest's tmp_path is too deep for it).
+    scratch = REPO_ROOT / "data" / ".tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    browser_tmp = Path(tempfile.mkdtemp(prefix="ui", dir=scratch))
+    request.addfinalizer(lambda: shutil.rmtree(browser_tmp, ignore_errors=True))
+    browser_home = browser_tmp / "home"
     browser_home.mkdir()
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    browser_env = {**os.environ, "HOME": str(browser_home), "XDG_CONFIG_HOME": str(browser_home / ".config"), "XDG_CACHE_HOME": str(browser_home / ".cache"), "TMPDIR": str(tmp_path)}
-    shots.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("TMPDIR", str(browser_tmp))
+    browser_env = {**os.environ, "HOME": str(browser_home), "XDG_CONFIG_HOME": str(browser_home / ".config"), "XDG_CACHE_HOME": str(browser_home / ".cache"), "TMPDIR": str(browser_tmp)}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"], env=browser_env)
         try:
