@@ -74,14 +74,20 @@ def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
+    """SIGTERM the process group, then SIGKILL whatever is left in it (the code servers the daemon and the
+    webserver started live in the same group and may outlive them)."""
+    group = process.pid  # start_new_session: the process leads its own group
+    if process.poll() is None:
+        os.killpg(group, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
 
 
 def _runs(instance, job_name: str, status=None):
