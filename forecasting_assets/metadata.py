@@ -70,8 +70,8 @@ def largest_series(series_keys: pd.DataFrame, history: pd.DataFrame, per_level: 
     order = series_keys.sort_values("level_order")
     chosen = [order["unique_id"].iloc[0]]
     recent = history[history["ds"] > history["ds"].max() - pd.Timedelta(days=28)].groupby("unique_id")["y"].sum()
-    finest = sorted(order["level"].unique(), key=lambda lvl: -order.loc[order["level"] == lvl, "level_order"].iloc[0])
-    for level in finest[: levels - 1]:
+    finest = order.drop_duplicates("level").sort_values("level_order", ascending=False)["level"]
+    for level in finest.iloc[: levels - 1]:
         ids = order.loc[order["level"] == level, "unique_id"]
         chosen += list(recent.reindex(ids).fillna(0).sort_values(ascending=False).index[:per_level])
     return list(dict.fromkeys(chosen))

@@ -271,7 +271,7 @@ def _assert_no_temp_files(folder: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["m5", "long"])
 def test_next_days_start_after_the_source_cover_every_series_and_read_as_landing(tmp_path: Path, fmt: str) -> None:
-    from forecasting_assets.ingest.assets import read_landing
+    from forecasting_assets.ingest.landing import read_landing
     from forecasting_assets.ingest.sources import concat_raw_sales, load_source_spec, read_raw_sales
     from forecasting_assets.ingest.validation import validate_sales
 

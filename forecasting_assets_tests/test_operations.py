@@ -36,6 +36,11 @@ def test_a_better_model_is_promoted_unless_drift_asks_for_a_human():
     assert decide_promotion(0.72, 0.70, True, 0.0, 0.8).decision == KEPT
 
 
+def test_a_champion_trained_past_the_training_data_is_not_eligible():
+    decision = decide_promotion(0.90, None, False, 0.95, 0.8, ineligible_champion="the champion v3 (trained to 2016-05-22)")
+    assert decision.decision == PROMOTED and "not eligible" in decision.reason and "v3" in decision.reason
+
+
 # --- alerts and the decisions table ----------------------------------------------------------------
 
 

@@ -44,7 +44,10 @@ def record_decision(actor: str, decision: str, reason: str, details: dict[str, A
     }
     path = decisions_path()
     with exclusive_lock(path):
+        new_table = not path.exists()
         table = pd.concat([read_decisions(), pd.DataFrame([row])], ignore_index=True)[COLUMNS]
         write_parquet(table.astype(str), path)
-    rebuild_catalog(outputs_dir(), warehouse_path())
+    # the view reads the file by path and its columns never change: the catalog needs it only once
+    if new_table or not warehouse_path().exists():
+        rebuild_catalog(outputs_dir(), warehouse_path())
     return row

@@ -15,8 +15,9 @@ from forecasting_assets.explain.shap_values import (
     waterfall_plot_png,
 )
 from forecasting_assets.metadata import frame_metadata, png_markdown
-from forecasting_assets.models.lightgbm_global import FittedGlobalModel
+from forecasting_assets.models.lightgbm_global import MODEL_NAME, FittedGlobalModel
 from forecasting_assets.paths import outputs_dir
+from forecasting_assets.spec import TOTAL_ID
 from forecasting_assets.storage.files import write_bytes
 
 
@@ -46,11 +47,10 @@ def shap_values(
     drivers = top_drivers(values, config.top_n)
     png = summary_plot_png(values)
     plot_path = write_bytes(png, outputs_dir() / "plots" / "shap_summary.png")
-    # one explained forecast in detail: the first day of the top-level series (or the first explained one)
-    first = values.sort_values(["ds"]).iloc[0]
-    top_id = "Total" if (values["unique_id"] == "Total").any() else first["unique_id"]
+    # one explained forecast in detail: the first day of the top-level series (or of the first explained one)
+    top_id = TOTAL_ID if (values["unique_id"] == TOTAL_ID).any() else values["unique_id"].iloc[0]
     day = values.loc[values["unique_id"] == top_id, "ds"].min()
-    point = base_forecasts.loc[(base_forecasts["unique_id"] == top_id) & (base_forecasts["ds"] == day), "LightGBM"]
+    point = base_forecasts.loc[(base_forecasts["unique_id"] == top_id) & (base_forecasts["ds"] == day), MODEL_NAME]
     waterfall = waterfall_plot_png(values, top_id, day, float(point.iloc[0]))
     waterfall_path = write_bytes(waterfall, outputs_dir() / "plots" / "shap_waterfall.png")
     for path in (plot_path, waterfall_path):

@@ -2,12 +2,11 @@
 
 
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from forecasting_assets.ingest.landing import batch_file, is_landing_name, landing_spec, read_landing_file, read_manifest
+from forecasting_assets.ingest.landing import ARCHIVE, find_batch, read_landing_file, read_manifest
 from forecasting_assets.ingest.sources import concat_raw_sales, load_source_spec, read_calendar, read_raw_sales
 from forecasting_assets.ingest.validation import validate_sales
 from forecasting_assets.metadata import frame_metadata, table_preview
@@ -27,12 +26,6 @@ NIGHTLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2
 FOLLOWS_NEW_DATA = dg.AutomationCondition.eager()
 
 
-def read_landing(folder: Path, spec: SourceSpec) -> pd.DataFrame | None:
-    """Every complete sales file directly in ``folder`` (long format), or None when there is none."""
-    names = [p.name for p in sorted(Path(folder).iterdir()) if p.is_file() and is_landing_name(p.name)] if Path(folder).is_dir() else []
-    return read_raw_sales(Path(folder), landing_spec(spec, names)) if names else None
-
-
 @dg.asset(
     partitions_def=landing_batches,
     group_name="ingest",
@@ -45,15 +38,14 @@ def read_landing(folder: Path, spec: SourceSpec) -> pd.DataFrame | None:
 def landed_sales(context: dg.AssetExecutionContext, source: SalesSource) -> pd.DataFrame:
     folder = source.landing_path()
     spec = load_source_spec(source.folder_path())
-    path = batch_file(folder, context.partition_key)
-    rows = read_landing_file(path.parent, path.name, spec)
-    days = pd.to_datetime(rows["ds"].astype(str), errors="coerce")
+    batch = find_batch(folder, context.partition_key)
+    rows = read_landing_file(folder / ARCHIVE, batch.archived_name, spec)
     context.add_output_metadata(
         {
             "dagster/row_count": len(rows),
-            "file": dg.MetadataValue.path(str(path)),
-            "first_day": str(days.min().date()) if days.notna().any() else "none",
-            "last_day": str(days.max().date()) if days.notna().any() else "none",
+            "file": dg.MetadataValue.path(str(folder / ARCHIVE / batch.archived_name)),
+            "first_day": batch.first_day,
+            "last_day": batch.last_day,
         }
     )
     return rows

@@ -106,11 +106,11 @@ def _write_manifest(folder: Path, batches: list[LandingBatch]) -> None:
     write_json([b.to_dict() for b in batches], Path(folder) / ARCHIVE / MANIFEST)
 
 
-def batch_file(folder: Path, key: str) -> Path:
-    """The archived file of a landing batch (raises KeyError naming the key when unknown)."""
+def find_batch(folder: Path, key: str) -> LandingBatch:
+    """The manifest entry of a landing batch (raises KeyError naming the key when unknown)."""
     for batch in read_manifest(folder):
         if batch.key == key:
-            return Path(folder) / ARCHIVE / batch.archived_name
+            return batch
     raise KeyError(f"landing batch {key!r} is not in {Path(folder) / ARCHIVE / MANIFEST}")
 
 
@@ -119,14 +119,22 @@ def read_landing_file(folder: Path, name: str, spec: SourceSpec) -> pd.DataFrame
     return read_raw_sales(Path(folder), landing_spec(spec, [name]))
 
 
-def sales_days(rows: pd.DataFrame, path: Path, date_column: str) -> list[str]:
-    """The distinct sales days of a landing file (ISO dates); unparsable dates are left to validation,
-    but a file where no date parses is refused."""
+def read_landing(folder: Path, spec: SourceSpec) -> pd.DataFrame | None:
+    """Every complete sales file directly in ``folder``, read together, or None when there is none."""
+    folder = Path(folder)
+    names = [p.name for p in sorted(folder.iterdir()) if p.is_file() and is_landing_name(p.name)] if folder.is_dir() else []
+    return read_raw_sales(folder, landing_spec(spec, names)) if names else None
+
+
+def _inspect(folder: Path, name: str, spec: SourceSpec) -> tuple[int, list[str]]:
+    """Rows and distinct sales days (ISO dates) of a landing file. Unparsable dates are left to validation,
+    but a file where no date parses is refused (``SourceError``), like an unreadable one."""
+    rows = read_landing_file(folder, name, spec)
     dates = pd.to_datetime(pd.Series(rows["ds"].astype(str).unique()), errors="coerce").dropna()
     if dates.empty:
         examples = ", ".join(map(str, rows["ds"].astype(str).unique()[:3]))
-        raise SourceError(f"{path}: no parsable date in column {date_column!r} (examples: {examples})")
-    return sorted({d.date().isoformat() for d in dates})
+        raise SourceError(f"{Path(folder) / name}: no parsable date in column {landing_spec(spec, []).date_column!r} (examples: {examples})")
+    return len(rows), sorted({d.date().isoformat() for d in dates})
 
 
 def _unique_target(folder: Path, name: str) -> Path:
@@ -181,9 +189,8 @@ def _recover_orphans(folder: Path, spec: SourceSpec, manifest: list[LandingBatch
     known = {b.archived_name for b in manifest}
     orphans = [p for p in sorted(archive.glob("*__*")) if is_landing_name(p.name) and p.name not in known] if archive.is_dir() else []
     for path in orphans:
-        rows = read_landing_file(archive, path.name, spec)
-        sha = content_hash(path)
-        manifest.append(_batch(sha, path.name.split("__", 1)[1], path.name, sales_days(rows, path, landing_spec(spec, []).date_column), len(rows)))
+        rows, days = _inspect(archive, path.name, spec)
+        manifest.append(_batch(content_hash(path), path.name.split("__", 1)[1], path.name, days, rows))
     if orphans:
         _write_manifest(folder, manifest)
     return manifest
@@ -201,7 +208,7 @@ def scan_landing(
     manifest = _recover_orphans(folder, spec, read_manifest(folder))
     by_hash = {b.sha256: b for b in manifest}
     for path in sorted(folder.iterdir()):
-        if path.name in (ARCHIVE, REJECTED) or not is_landing_name(path.name):
+        if not is_landing_name(path.name):  # also skips archive/ and rejected/
             continue
         problem = _problem(folder, path)
         if problem is None and now - path.stat().st_mtime < settle_seconds:
@@ -213,15 +220,14 @@ def scan_landing(
                 problem = f"duplicate: the same content was already ingested as {by_hash[sha].archived_name} (batch {by_hash[sha].key})"
         if problem is None:
             try:
-                rows = read_landing_file(folder, path.name, spec)
-                days = sales_days(rows, path, landing_spec(spec, []).date_column)
+                rows, days = _inspect(folder, path.name, spec)
             except SourceError as error:
                 problem = str(error)
         if problem is not None:
             reject(folder, path, problem)
             scan.rejected.append((path.name, problem))
             continue
-        batch = _batch(sha, path.name, f"{sha[:12]}__{path.name}", days, len(rows))
+        batch = _batch(sha, path.name, f"{sha[:12]}__{path.name}", days, rows)
         archive = folder / ARCHIVE
         archive.mkdir(parents=True, exist_ok=True)
         os.replace(path, archive / batch.archived_name)

@@ -195,7 +195,7 @@ def base_forecasts(
     if champion is None:
         raise dg.Failure(f"No champion model for {name} in the MLflow registry: run full_pipeline_job (or retrain_job) first.", allow_retries=False)
     model = registry.load_version(name, champion.version)
-    if pd.Timestamp(model.last_date) > train["ds"].max():
+    if model.trained_past(train):
         raise dg.Failure(
             f"The champion {name} v{champion.version} was trained to {pd.Timestamp(model.last_date).date()}, after the "
             f"training data of this run (to {train['ds'].max().date()}): forecasting with it would leak the future. "
@@ -274,9 +274,9 @@ def model_promotion(
     champion_model = registry.load_version(name, champion.version) if champion else None
     train = settings.training_part(hierarchical_series)
     ineligible = ""
-    if champion_model is not None and pd.Timestamp(champion_model.last_date) > train["ds"].max():
+    if champion_model is not None and champion_model.trained_past(train):
         # trained on days this run must not see (an earlier train_end): it cannot be compared, nor serve
-        ineligible = f"the champion v{champion.version} was trained to {pd.Timestamp(champion_model.last_date).date()}, after this run's training data, so it is not eligible: the candidate serves"
+        ineligible = f"the champion v{champion.version} (trained to {pd.Timestamp(champion_model.last_date).date()})"
         champion, champion_model = None, None
     scored = backtest_forecasts[["unique_id", "ds", "cutoff", "y"]].assign(candidate=backtest_forecasts[lgbm.MODEL_NAME])
     same_configuration = champion_model is not None and champion_model.params == lightgbm_model.params
@@ -289,9 +289,7 @@ def model_promotion(
             scored = scored.merge(rerun[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]].rename(columns={lgbm.MODEL_NAME: "champion"}), on=["unique_id", "ds", "cutoff"], how="left")
     scores = backtest_wrmsse(scored, train, series_keys, settings)
     drift_share = float(drift_report["drift_share"].iloc[0]) if len(drift_report) else 0.0
-    decision = decide_promotion(scores["candidate"], scores.get("champion"), same_configuration, drift_share, automation.approval_drift_threshold)
-    if ineligible:
-        decision.reason = ineligible
+    decision = decide_promotion(scores["candidate"], scores.get("champion"), same_configuration, drift_share, automation.approval_drift_threshold, ineligible)
     if decision.decision == PROMOTED:
         registry.set_alias(name, registry.CHAMPION, version)
         registry.remove_alias(name, registry.CHALLENGER)

@@ -143,6 +143,10 @@ class FittedGlobalModel:
     registered_version: str = ""
     serving_std: pd.Series | None = None  # per-series std of the history the last forecast started from
 
+    def trained_past(self, history: pd.DataFrame) -> bool:
+        """Whether the model saw days after the end of ``history`` (it would leak them into a forecast)."""
+        return pd.Timestamp(self.last_date) > history["ds"].max()
+
     def target_std(self) -> pd.Series:
         """Per-series std of the target normalization (LocalStandardScaler) behind the latest forecast."""
         if self.serving_std is not None:

@@ -35,12 +35,18 @@ def decide_promotion(
     same_configuration: bool,
     drift_share: float,
     approval_drift_threshold: float,
+    ineligible_champion: str = "",
 ) -> PromotionDecision:
-    """Promote, keep the champion, or wait for a human (drift share at or above the approval threshold)."""
+    """Promote, keep the champion, or wait for a human (drift share at or above the approval threshold).
+
+    ``ineligible_champion`` names a champion that exists but may not serve this run (trained past its data):
+    the candidate then serves, as when there is no champion."""
 
     def decision(kind: str, reason: str) -> PromotionDecision:
         return PromotionDecision(kind, reason, candidate_wrmsse, champion_wrmsse, drift_share)
 
+    if ineligible_champion:
+        return decision(PROMOTED, f"{ineligible_champion} was trained on days after this run's training data, so it is not eligible: the candidate serves")
     if champion_wrmsse is None:
         return decision(PROMOTED, "no champion yet: the first model serves")
     scores = f"backtest WRMSSE {candidate_wrmsse:.4f} vs champion {champion_wrmsse:.4f}"

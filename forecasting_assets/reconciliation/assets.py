@@ -4,6 +4,7 @@
 import dagster as dg
 import pandas as pd
 
+from forecasting_assets.evaluation.metrics import OVERALL_LEVEL
 from forecasting_assets.hierarchy.aggregation import check_coherence
 from forecasting_assets.metadata import forecast_panel_png, frame_metadata, largest_series, png_markdown
 from forecasting_assets.models.assets import BASE_MODELS
@@ -71,7 +72,7 @@ def reconciled_forecasts(
 
 def method_ranking(backtest_metrics: pd.DataFrame, chosen: str, top: int = 8, baseline: str = "SeasonalNaive") -> str:
     """Markdown: the forecasts ranked by backtest mean WRMSSE (the best ``top`` and the baseline), chosen marked."""
-    overall = backtest_metrics[backtest_metrics["level"] == "__overall__"].sort_values("wrmsse").reset_index(drop=True)
+    overall = backtest_metrics[backtest_metrics["level"] == OVERALL_LEVEL].sort_values("wrmsse").reset_index(drop=True)
     shown = overall[(overall.index < top) | (overall["model"] == baseline)]
     table = shown[["model", "wrmsse"]].assign(rank=shown.index + 1, note=shown["model"].map(lambda m: "chosen" if m == chosen else ("baseline" if m == baseline else "")))
     return table[["rank", "model", "wrmsse", "note"]].round(4).to_markdown(index=False)
@@ -79,7 +80,7 @@ def method_ranking(backtest_metrics: pd.DataFrame, chosen: str, top: int = 8, ba
 
 def choose_forecast(backtest_metrics: pd.DataFrame) -> tuple[str, str]:
     """The coherent (reconciled) forecast with the lowest mean WRMSSE over levels in the backtest."""
-    overall = backtest_metrics[(backtest_metrics["level"] == "__overall__") & (backtest_metrics["method"] != BASE_METHOD)]
+    overall = backtest_metrics[(backtest_metrics["level"] == OVERALL_LEVEL) & (backtest_metrics["method"] != BASE_METHOD)]
     ranked = overall.sort_values("wrmsse").reset_index(drop=True)
     best = ranked.iloc[0]
     runner_up = ranked.iloc[1] if len(ranked) > 1 else None
