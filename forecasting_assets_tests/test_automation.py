@@ -191,3 +191,31 @@ def test_retrain_sensor_launches_on_drift_or_error_and_logs_the_decision(drift_s
         # the same materializations are not acted on twice
         again = dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"automation": automation})
         assert isinstance(sensors.drift_retrain_sensor(again), dg.SkipReason)
+
+
+def test_landing_sensor_takes_a_wide_m5_fragment_with_the_source_calendar(tmp_path):
+    """Either input format: a file with d_N columns is read with the source's calendar."""
+    import pandas as pd
+
+    from forecasting_assets.demo_data import write_demo
+    from forecasting_assets.ingest.landing import ARCHIVE, find_batch, read_landing_file, source_spec_for_landing
+
+    source_folder, landing = tmp_path / "demo", tmp_path / "landing"
+    write_demo(source_folder, shape="tiny", seed=7)
+    landing.mkdir()
+    sales = pd.read_csv(source_folder / "sales.csv")
+    last = max(int(c[2:]) for c in sales.columns if c.startswith("d_"))
+    fragment = sales[[c for c in sales.columns if not c.startswith("d_")]].assign(**{f"d_{last + 1}": 3, f"d_{last + 2}": 4})
+    fragment.to_csv(landing / "wide_fragment.csv", index=False)
+    past = time.time() - 60
+    os.utime(landing / "wide_fragment.csv", (past, past))
+    calendar = pd.read_csv(source_folder / "calendar.csv").set_index("d")["date"]
+
+    source = SalesSource(folder=str(source_folder), landing_folder=str(landing))
+    with dg.instance_for_test() as instance:
+        result, _ = _tick(instance, source)
+    assert isinstance(result, dg.SensorResult) and len(result.run_requests) == 1
+    batch = find_batch(landing, result.run_requests[0].partition_key)
+    assert (batch.first_day, batch.last_day) == (calendar[f"d_{last + 1}"], calendar[f"d_{last + 2}"])
+    rows = read_landing_file(landing / ARCHIVE, batch.archived_name, source_spec_for_landing(source_folder))
+    assert len(rows) == 2 * len(sales) and sorted(rows["y"].unique()) == [3.0, 4.0]

@@ -27,12 +27,12 @@ SENSOR_INTERVAL_S = int(os.environ.get("FORECASTING_SENSOR_INTERVAL_SECONDS", "3
 )
 def landing_folder_sensor(context: dg.SensorEvaluationContext, source: SalesSource):
     from forecasting_assets.automation.decisions import record_decision
-    from forecasting_assets.ingest.landing import read_manifest, scan_landing
-    from forecasting_assets.ingest.sources import SourceError, load_source_spec
+    from forecasting_assets.ingest.landing import read_manifest, scan_landing, source_spec_for_landing
+    from forecasting_assets.ingest.sources import SourceError
 
     folder = source.landing_path()
     try:
-        spec = load_source_spec(source.folder_path())
+        spec = source_spec_for_landing(source.folder_path())
     except (SourceError, OSError) as error:
         return dg.SkipReason(f"cannot read the source folder, landing files wait: {error}")
     scan = scan_landing(folder, spec, SETTLE_SECONDS)

@@ -6,7 +6,7 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
-from forecasting_assets.ingest.landing import ARCHIVE, find_batch, read_landing_file, read_manifest
+from forecasting_assets.ingest.landing import ARCHIVE, find_batch, read_landing_file, read_manifest, source_spec_for_landing
 from forecasting_assets.ingest.sources import concat_raw_sales, load_source_spec, read_calendar, read_raw_sales
 from forecasting_assets.ingest.validation import validate_sales
 from forecasting_assets.metadata import frame_metadata, table_preview
@@ -37,7 +37,7 @@ FOLLOWS_NEW_DATA = dg.AutomationCondition.eager()
 )
 def landed_sales(context: dg.AssetExecutionContext, source: SalesSource) -> pd.DataFrame:
     folder = source.landing_path()
-    spec = load_source_spec(source.folder_path())
+    spec = source_spec_for_landing(source.folder_path())
     batch = find_batch(folder, context.partition_key)
     rows = read_landing_file(folder / ARCHIVE, batch.archived_name, spec)
     context.add_output_metadata(

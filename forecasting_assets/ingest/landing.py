@@ -2,7 +2,7 @@
 
 Layout (default ``data/landing``)::
 
-    data/landing/                 drop new sales files here (long format: id columns, date, sales)
+    data/landing/                 drop new sales files here (long: id columns, date, sales; or M5 wide: ids, d_N)
     data/landing/archive/         accepted files, renamed ``<sha256[:12]>__<name>``, never modified again
     data/landing/archive/manifest.json   one entry per accepted file: its batch key, hash, days, rows
     data/landing/rejected/        refused files, each with ``<name>.reason.txt`` beside it
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecasting_assets.ingest.sources import SourceError, read_raw_sales
+from forecasting_assets.ingest.sources import SourceError, file_columns, load_source_spec, read_raw_sales
 from forecasting_assets.spec import SourceSpec
 from forecasting_assets.storage.files import write_json, write_text
 
@@ -39,6 +40,7 @@ IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial")
 ARCHIVE = "archive"
 REJECTED = "rejected"
 MANIFEST = "manifest.json"
+DAY_COLUMN = re.compile(r"^d_\d+$")  # the day columns of the M5 wide format
 
 
 @dataclass
@@ -114,9 +116,23 @@ def find_batch(folder: Path, key: str) -> LandingBatch:
     raise KeyError(f"landing batch {key!r} is not in {Path(folder) / ARCHIVE / MANIFEST}")
 
 
+def source_spec_for_landing(source_folder: Path) -> SourceSpec:
+    """The source folder's spec with its calendar as an absolute path, so that a wide (M5) landing file
+    elsewhere can map its ``d_N`` columns to dates with the source's calendar."""
+    spec = load_source_spec(Path(source_folder))
+    if spec.calendar_file is not None:
+        spec = replace(spec, calendar_file=str((Path(source_folder) / spec.calendar_file).resolve()))
+    return spec
+
+
 def read_landing_file(folder: Path, name: str, spec: SourceSpec) -> pd.DataFrame:
-    """Rows of one landing file in the raw-sales contract (see ``read_raw_sales``)."""
-    return read_raw_sales(Path(folder), landing_spec(spec, [name]))
+    """Rows of one landing file in the raw-sales contract (see ``read_raw_sales``). Either format: a file
+    with ``d_N`` columns is a wide M5 fragment (dates from the source's calendar, see
+    ``source_spec_for_landing``); any other is long (id columns, ``date``, ``sales``)."""
+    folder = Path(folder)
+    if any(DAY_COLUMN.match(c) for c in file_columns(folder / name)):
+        return read_raw_sales(folder, replace(spec, format="m5", files=[name], prices_file=None))
+    return read_raw_sales(folder, landing_spec(spec, [name]))
 
 
 def read_landing(folder: Path, spec: SourceSpec) -> pd.DataFrame | None:
