@@ -263,7 +263,7 @@ def test_m5_wide_bad_cells_are_quarantined_with_their_wide_row(tmp_path: Path) -
 
 
 def test_concat_raw_sales_keeps_the_contract(tmp_path: Path) -> None:
-    clean = pd.DataFrame({"date": ["2024-01-01", "2024-01-02"], "store": ["a", "a"], "sales": [1, 2]})
+    clean = pd.DataFrame({"date": ["2024-01-01", "2024-01-02"], "store": ["a", "b"], "sales": [1, 2]})
     dirty = pd.DataFrame({"date": ["2024-01-03", "2024-01-04"], "store": ["b", "a"], "sales": ["3", "oops"]})
     (tmp_path / "src").mkdir()
     (tmp_path / "landing").mkdir()

@@ -37,7 +37,10 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext, source: SalesSour
         return dg.SkipReason(f"cannot read the source folder, landing files wait: {error}")
     scan = scan_landing(folder, spec, SETTLE_SECONDS)
     for batch in scan.accepted:
-        record_decision("landing_folder_sensor", "accepted", f"{batch.original_name}: {batch.rows} rows, {batch.first_day}..{batch.last_day}", batch.to_dict())
+        notes = f" ({batch.notes})" if batch.notes else ""
+        record_decision("landing_folder_sensor", "accepted", f"{batch.original_name}: {batch.rows} rows, {batch.first_day}..{batch.last_day}{notes}", batch.to_dict())
+        if "unusually large" in batch.notes:
+            send_alert("landing_unusual", f"landing file {batch.original_name} accepted but {batch.notes}", batch.to_dict())
     for name, reason in scan.rejected:
         record_decision("landing_folder_sensor", "rejected", reason, {"file": name, "folder": str(folder / "rejected")})
         send_alert("landing_rejected", f"landing file {name} rejected: {reason}", {"file": name})

@@ -88,7 +88,7 @@ def _series_keys(members: pd.DataFrame, levels: list[list[str]], hierarchy_colum
             keys["unique_id"] = TOTAL_ID
         keys["level"] = name
         keys["level_order"] = order
-        frames.append(keys)
+        frames.append(keys.astype({c: "string" for c in hierarchy_columns}))  # all-NA columns concat with a stable dtype
     series_keys = pd.concat(frames, ignore_index=True)
     for col in hierarchy_columns:
         series_keys[col] = series_keys[col].astype("string")

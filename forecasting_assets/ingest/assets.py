@@ -1,14 +1,15 @@
 """Ingest: read the source folder and the landed batches, validate, quarantine bad rows."""
 
 
+import os
 from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
 
 from forecasting_assets.ingest.landing import ARCHIVE, find_batch, read_landing_file, read_manifest, source_spec_for_landing
-from forecasting_assets.ingest.sources import concat_raw_sales, load_source_spec, read_calendar, read_raw_sales
-from forecasting_assets.ingest.validation import validate_sales
+from forecasting_assets.ingest.sources import SourceError, concat_raw_sales, load_source_spec, read_calendar, read_raw_sales
+from forecasting_assets.ingest.validation import days_after_calendar, fractional_sales_rows, validate_sales
 from forecasting_assets.metadata import frame_metadata, table_preview
 from forecasting_assets.resources import SalesSource
 from forecasting_assets.spec import SourceSpec
@@ -46,9 +47,15 @@ def landed_sales(context: dg.AssetExecutionContext, source: SalesSource) -> pd.D
             "file": dg.MetadataValue.path(str(folder / ARCHIVE / batch.archived_name)),
             "first_day": batch.first_day,
             "last_day": batch.last_day,
+            "notes": batch.notes or "none",
         }
     )
     return rows
+
+
+def local_today() -> pd.Timestamp:
+    """Today's date where the sales happen ($FORECASTING_TIMEZONE, default UTC), as a naive day."""
+    return pd.Timestamp.now(tz=os.environ.get("FORECASTING_TIMEZONE", "UTC")).tz_localize(None).normalize()
 
 
 def newest_first(batches: dict[str, pd.DataFrame], order: list[str]) -> list[pd.DataFrame]:
@@ -69,8 +76,11 @@ def newest_first(batches: dict[str, pd.DataFrame], order: list[str]) -> list[pd.
 )
 def raw_sales(context: dg.AssetExecutionContext, source: SalesSource, landed_sales: dict[str, pd.DataFrame]):
     folder = source.folder_path()
-    spec = load_source_spec(folder)
-    base_rows = read_raw_sales(folder, spec)
+    try:
+        spec = load_source_spec(folder)
+        base_rows = read_raw_sales(folder, spec)
+    except SourceError as error:  # bad input is not transient: fail at once, stored outputs stay as they were
+        raise dg.Failure(description=f"Cannot read the source folder: {error}", allow_retries=False) from error
     accepted = [b.key for b in read_manifest(source.landing_path())]
     batches = newest_first(landed_sales or {}, accepted)
     rows = concat_raw_sales([*batches, base_rows])
@@ -111,13 +121,29 @@ def raw_sales(context: dg.AssetExecutionContext, source: SalesSource, landed_sal
         "validated_sales": dg.AssetOut(description="Typed, checked bottom-level sales (pandera schema).", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA, freshness_policy=NIGHTLY_FRESHNESS),
         "sales_quarantine": dg.AssetOut(description="Rows that failed validation, with the failed check and the reason.", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
     },
-    ins={"raw_sales": dg.AssetIn(), "source_spec": dg.AssetIn()},
+    ins={"raw_sales": dg.AssetIn(), "source_spec": dg.AssetIn(), "sales_calendar": dg.AssetIn()},
 )
-def validated_sales(context: dg.AssetExecutionContext, raw_sales: pd.DataFrame, source_spec: dict):
+def validated_sales(context: dg.AssetExecutionContext, raw_sales: pd.DataFrame, source_spec: dict, sales_calendar: pd.DataFrame):
     spec = SourceSpec.from_dict(source_spec)
-    valid, quarantine = validate_sales(raw_sales, spec)
+    calendar = sales_calendar if len(sales_calendar) else None
+    valid, quarantine = validate_sales(raw_sales, spec, today=local_today(), calendar=calendar)
     reasons = quarantine.groupby("check").size().to_dict() if len(quarantine) else {}
-    yield dg.Output(valid, output_name="validated_sales", metadata={**frame_metadata(valid), "quarantined_rows": len(quarantine)})
+    after_calendar = days_after_calendar(valid, calendar)
+    if after_calendar:
+        context.log.warning(
+            f"{after_calendar} sales day(s) after the calendar's last day: their event/SNAP features read as 0; "
+            "extend the calendar file"
+        )
+    yield dg.Output(
+        valid,
+        output_name="validated_sales",
+        metadata={
+            **frame_metadata(valid),
+            "quarantined_rows": len(quarantine),
+            "days_after_calendar": after_calendar,
+            "fractional_sales_rows": fractional_sales_rows(valid),
+        },
+    )
     yield dg.Output(
         quarantine,
         output_name="sales_quarantine",

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecasting_assets.ingest.sources import SourceError, file_columns, load_source_spec, read_raw_sales
-from forecasting_assets.spec import SourceSpec
+from forecasting_assets.ingest.sources import SourceError, file_columns, infer_frequency, load_source_spec, read_raw_sales
+from forecasting_assets.spec import SourceSpec, freq_family
 from forecasting_assets.storage.files import write_json, write_text
 
 LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -41,6 +41,7 @@ ARCHIVE = "archive"
 REJECTED = "rejected"
 MANIFEST = "manifest.json"
 DAY_COLUMN = re.compile(r"^d_\d+$")  # the day columns of the M5 wide format
+LARGE_FILE_FACTOR = 5.0  # rows per day above this multiple of the earlier batches' median are flagged
 
 
 @dataclass
@@ -56,6 +57,7 @@ class LandingBatch:
     days: int
     rows: int
     archived_at: str
+    notes: str = ""  # what was unusual but not wrong (ignored columns, an unusually large file)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -144,13 +146,54 @@ def read_landing(folder: Path, spec: SourceSpec) -> pd.DataFrame | None:
 
 def _inspect(folder: Path, name: str, spec: SourceSpec) -> tuple[int, list[str]]:
     """Rows and distinct sales days (ISO dates) of a landing file. Unparsable dates are left to validation,
-    but a file where no date parses is refused (``SourceError``), like an unreadable one."""
+    but a file is refused (``SourceError``) when it cannot be read, when no date parses, or when its dates
+    follow another frequency than the source's (weekly totals in a daily source would read as one day's
+    sales followed by six days without any)."""
     rows = read_landing_file(folder, name, spec)
     dates = pd.to_datetime(pd.Series(rows["ds"].astype(str).unique()), errors="coerce").dropna()
+    date_column = landing_spec(spec, []).date_column
     if dates.empty:
         examples = ", ".join(map(str, rows["ds"].astype(str).unique()[:3]))
-        raise SourceError(f"{Path(folder) / name}: no parsable date in column {landing_spec(spec, []).date_column!r} (examples: {examples})")
+        raise SourceError(f"{Path(folder) / name}: no parsable date in column {date_column!r} (examples: {examples})")
+    if dates.nunique() >= 3:
+        frequency = infer_frequency(dates)
+        if freq_family(frequency) != freq_family(spec.frequency):
+            examples = ", ".join(d.date().isoformat() for d in sorted(dates)[:3])
+            raise SourceError(
+                f"{Path(folder) / name}, column {date_column!r}: the dates follow frequency {frequency} "
+                f"but the source's frequency is {spec.frequency} (first dates: {examples}); "
+                "aggregate or split the file to the source's frequency"
+            )
     return len(rows), sorted({d.date().isoformat() for d in dates})
+
+
+def ignored_columns(folder: Path, name: str, spec: SourceSpec) -> list[str]:
+    """Columns of a landing file that the pipeline does not read."""
+    header = file_columns(Path(folder) / name)
+    if any(DAY_COLUMN.match(c) for c in header):
+        used = set(spec.hierarchy_columns) | {"id"}
+        return [c for c in header if c not in used and not DAY_COLUMN.match(c)]
+    long = landing_spec(spec, [])
+    used = set(spec.hierarchy_columns) | {long.date_column, long.target_column} | ({long.price_column} if long.price_column else set())
+    return [c for c in header if c not in used]
+
+
+def _notes(folder: Path, name: str, spec: SourceSpec, rows: int, days: list[str], earlier: list[LandingBatch]) -> str:
+    """What is unusual about an accepted file: columns it carries that are not read, and a row count per day
+    far above the earlier batches' (a repeated export, a wider extract): the rows are still validated."""
+    notes = []
+    extra = ignored_columns(folder, name, spec)
+    if extra:
+        notes.append(f"ignored columns: {', '.join(extra)}")
+    if earlier:
+        usual = float(pd.Series([b.rows / max(b.days, 1) for b in earlier]).median())
+        per_day = rows / max(len(days), 1)
+        if usual > 0 and per_day > LARGE_FILE_FACTOR * usual:
+            notes.append(
+                f"unusually large: {per_day:.0f} rows per day, {per_day / usual:.1f}x the median of the earlier "
+                f"batches ({usual:.0f})"
+            )
+    return "; ".join(notes)
 
 
 def _unique_target(folder: Path, name: str) -> Path:
@@ -185,7 +228,7 @@ def _problem(folder: Path, path: Path) -> str | None:
     return None
 
 
-def _batch(sha: str, original_name: str, archived_name: str, days: list[str], rows: int) -> LandingBatch:
+def _batch(sha: str, original_name: str, archived_name: str, days: list[str], rows: int, notes: str = "") -> LandingBatch:
     return LandingBatch(
         key=f"{days[0]}_{days[-1]}_{sha[:8]}",
         sha256=sha,
@@ -196,20 +239,24 @@ def _batch(sha: str, original_name: str, archived_name: str, days: list[str], ro
         days=len(days),
         rows=rows,
         archived_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        notes=notes,
     )
 
 
 def _recover_orphans(folder: Path, spec: SourceSpec, manifest: list[LandingBatch]) -> list[LandingBatch]:
-    """Archived files missing from the manifest (a crash between the move and the manifest write)."""
+    """Archived files missing from the manifest (a crash between the move and the manifest write): added to
+    ``manifest`` (and written); returns the recovered batches."""
     archive = folder / ARCHIVE
     known = {b.archived_name for b in manifest}
     orphans = [p for p in sorted(archive.glob("*__*")) if is_landing_name(p.name) and p.name not in known] if archive.is_dir() else []
+    recovered = []
     for path in orphans:
         rows, days = _inspect(archive, path.name, spec)
-        manifest.append(_batch(content_hash(path), path.name.split("__", 1)[1], path.name, days, rows))
-    if orphans:
+        recovered.append(_batch(content_hash(path), path.name.split("__", 1)[1], path.name, days, rows))
+    if recovered:
+        manifest.extend(recovered)
         _write_manifest(folder, manifest)
-    return manifest
+    return recovered
 
 
 def scan_landing(
@@ -221,7 +268,9 @@ def scan_landing(
     if not folder.is_dir():
         return scan
     now = datetime.now(timezone.utc).timestamp() if now is None else now
-    manifest = _recover_orphans(folder, spec, read_manifest(folder))
+    manifest = read_manifest(folder)
+    # accepted by a tick that crashed before writing the manifest: reported as accepted now (decision log)
+    scan.accepted.extend(_recover_orphans(folder, spec, manifest))
     by_hash = {b.sha256: b for b in manifest}
     for path in sorted(folder.iterdir()):
         if not is_landing_name(path.name):  # also skips archive/ and rejected/
@@ -243,7 +292,7 @@ def scan_landing(
             reject(folder, path, problem)
             scan.rejected.append((path.name, problem))
             continue
-        batch = _batch(sha, path.name, f"{sha[:12]}__{path.name}", days, rows)
+        batch = _batch(sha, path.name, f"{sha[:12]}__{path.name}", days, rows, _notes(folder, path.name, spec, rows, days, manifest))
         archive = folder / ARCHIVE
         archive.mkdir(parents=True, exist_ok=True)
         os.replace(path, archive / batch.archived_name)

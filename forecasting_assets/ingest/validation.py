@@ -15,6 +15,13 @@ len(raw)``: nothing is dropped silently. The checks (pandera check names):
 ``consistent_hierarchy``    an item in one dept and one cat, a dept in one cat, a store in one state (the
                             M5 parent pairs present); rows of a minority mapping fail (the parent with
                             the most rows is kept; ties → alphabetically first)
+``known_id``                rows of a landed file (``source_file`` not one of ``spec.files``) name only ids
+                            the source files know, per hierarchy column (a typo'd store would otherwise
+                            start a new series); new series start in the source folder
+``ds_not_in_future``        ``ds`` is not after ``today`` (when given)
+``ds_in_calendar``          ``ds`` is not before the calendar's first day (when a calendar is given); days
+                            after its last day are kept (their event/SNAP features read as 0) and counted
+                            by ``days_after_calendar``
 ==========================  ==========================================================================
 
 The parsing and the per-key work are vectorized over pandas ``Categorical`` codes (dates are parsed once per
@@ -59,6 +66,9 @@ CHECK_ORDER = (
     "on_frequency",
     "unique_key",
     "consistent_hierarchy",
+    "known_id",
+    "ds_not_in_future",
+    "ds_in_calendar",
 )
 _NA_TEXT = frozenset(["", "na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>"])
 _NAT = np.iinfo(np.int64).min
@@ -360,8 +370,48 @@ def _empty_quarantine(spec: SourceSpec, has_price: bool) -> pd.DataFrame:
     )
 
 
-def validate_sales(raw: pd.DataFrame, spec: SourceSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+def days_after_calendar(validated: pd.DataFrame, calendar: pd.DataFrame | None) -> int:
+    """Distinct sales days after the calendar's last day (their calendar features are unknown)."""
+    if calendar is None or calendar.empty or validated.empty:
+        return 0
+    days = pd.DatetimeIndex(validated["ds"].unique())
+    return int((days > calendar["ds"].max()).sum())
+
+
+def fractional_sales_rows(validated: pd.DataFrame) -> int:
+    """Rows whose sales are not whole numbers: kept (a source may sell by weight), and counted for the UI."""
+    y = validated["y"].to_numpy()
+    return int(np.count_nonzero(y != np.floor(y)))
+
+
+def _unknown_ids(raw: pd.DataFrame, spec: SourceSpec, cats: dict[str, pd.Categorical]) -> dict[str, np.ndarray]:
+    """Per hierarchy column: rows of landed files whose id never occurs in the source files' rows."""
+    source = raw["source_file"]
+    base = np.asarray(source.isin(spec.files)) if spec.files else np.zeros(len(raw), dtype=bool)
+    if not base.any() or base.all():
+        return {}
+    flags = {}
+    for c in spec.hierarchy_columns:
+        codes = np.asarray(cats[c].codes)
+        known = np.zeros(len(cats[c].categories) + 1, dtype=bool)  # last entry: code -1 (missing, checked elsewhere)
+        known[codes[base]] = True
+        known[-1] = True
+        unknown = ~base & ~known[codes]
+        if unknown.any():
+            flags[c] = unknown
+    return flags
+
+
+def validate_sales(
+    raw: pd.DataFrame,
+    spec: SourceSpec,
+    today: pd.Timestamp | None = None,
+    calendar: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate raw sales rows; returns ``(validated, quarantine)``.
+
+    ``today``: rows dated after it fail ``ds_not_in_future``; ``calendar`` (with a ``ds`` column): rows before
+    its first day fail ``ds_in_calendar``. Either may be None (check skipped).
 
     ``validated``: hierarchy columns (string), ``ds`` (datetime64[ns]), ``y`` (float64), ``price`` (float64, if
     present), ``source_file`` (string), sorted by hierarchy columns then ``ds``. ``quarantine``: ``source_file,
@@ -408,7 +458,12 @@ def validate_sales(raw: pd.DataFrame, spec: SourceSpec) -> tuple[pd.DataFrame, p
         dup_first[eligible[dup_local]] = eligible[first_local[dup_local]]
 
     hierarchy_flags = _hierarchy_flags(cats, ok)
+    unknown_ids = _unknown_ids(raw, spec, cats)
     off_dates, off_reasons = _on_frequency_table(ds_ns, spec.frequency)
+    today_ns = None if today is None else pd.Timestamp(today).normalize().value
+    calendar_start_ns = (
+        None if calendar is None or calendar.empty else pd.Timestamp(calendar["ds"].min()).normalize().value
+    )
 
     # --- pandera schema over the parsed frame --------------------------------------------------------------
     # id columns enter as their integer codes (-1 = missing): pandera cannot format NaN failure cases of
@@ -436,6 +491,8 @@ def validate_sales(raw: pd.DataFrame, spec: SourceSpec) -> tuple[pd.DataFrame, p
         ]
         if c in hierarchy_flags:
             checks.append(pa.Check(at(hierarchy_flags[c][0]), name="consistent_hierarchy", ignore_na=False))
+        if c in unknown_ids:
+            checks.append(pa.Check(at(unknown_ids[c]), name="known_id", ignore_na=False))
         columns[c] = pa.Column(nullable=True, checks=checks)
     ds_checks = [
         pa.Check(lambda s: s.notna(), name="ds_is_date", ignore_na=False),
@@ -445,6 +502,10 @@ def validate_sales(raw: pd.DataFrame, spec: SourceSpec) -> tuple[pd.DataFrame, p
         ds_checks.append(
             pa.Check(lambda s: ~s.isin(off_dates.view("datetime64[ns]")), name="on_frequency", ignore_na=True)
         )
+    if today_ns is not None:
+        ds_checks.append(pa.Check(at((ds_code >= 0) & (ds_ns > today_ns)), name="ds_not_in_future", ignore_na=True))
+    if calendar_start_ns is not None:
+        ds_checks.append(pa.Check(at((ds_code >= 0) & (ds_ns < calendar_start_ns)), name="ds_in_calendar", ignore_na=True))
     columns["ds"] = pa.Column("datetime64[ns]", nullable=True, checks=ds_checks)
     columns["y"] = pa.Column(
         "float64",
@@ -487,7 +548,7 @@ def validate_sales(raw: pd.DataFrame, spec: SourceSpec) -> tuple[pd.DataFrame, p
     for (check, column), rows in groups:
         pos = np.unique(failures.loc[rows, "index"].to_numpy())
         reason = _reasons(check, column, pos, raw, ds_ns, ds_format, y, y_blank, price, price_blank,
-                          key_cols, dup_first, off_reasons, hierarchy_flags, spec)
+                          key_cols, dup_first, off_reasons, hierarchy_flags, spec, today_ns, calendar_start_ns)
         label = "/".join(key_cols + ["ds"]) if check == "unique_key" else column
         entries.append((check, label, reason))
 
@@ -539,6 +600,8 @@ def _reasons(
     off_reasons: dict[int, str],
     hierarchy_flags: dict[str, tuple[np.ndarray, pd.Series]],
     spec: SourceSpec,
+    today_ns: int | None = None,
+    calendar_start_ns: int | None = None,
 ) -> pd.Series:
     """Human-readable reasons (indexed by row position) of one check's failures."""
     index = pd.Index(pos)
@@ -574,6 +637,16 @@ def _reasons(
         return pd.Series(text, index=index, dtype=object)
     if check == "consistent_hierarchy":
         return hierarchy_flags[column][1].reindex(index)
+    if check == "known_id":
+        sources = ", ".join(spec.files)
+        return (column + " " + _quoted(_text(raw[column], pos))
+                + f" is not in the source files ({sources}); new series start there, not in a landed file")
+    if check == "ds_not_in_future":
+        today_text = pd.Timestamp(today_ns).date().isoformat()
+        return "ds " + _quoted(_text(raw["ds"], pos)) + f" is in the future (today is {today_text})"
+    if check == "ds_in_calendar":
+        first = pd.Timestamp(calendar_start_ns).date().isoformat()
+        return "ds " + _quoted(_text(raw["ds"], pos)) + f" is before the calendar's first day {first}"
     raise ValueError(f"unknown check {check}")  # pragma: no cover
 
 
