@@ -10,7 +10,12 @@ import pandas as pd
 
 from forecasting_assets.metadata import frame_metadata
 from forecasting_assets.models import lightgbm_global as lgbm
-from forecasting_assets.models.statistical import STAT_MODELS, backtest_statistical, forecast_statistical
+from forecasting_assets.models.statistical import (
+    STAT_MODELS,
+    backtest_statistical_with_fallbacks,
+    fallbacks_markdown,
+    forecast_statistical_with_fallbacks,
+)
 from forecasting_assets.models.tuning import tune
 from forecasting_assets.paths import data_dir
 from forecasting_assets.ingest.assets import TRANSIENT_RETRY
@@ -39,6 +44,15 @@ def source_slug(source: SalesSource) -> str:
 def _exogenous_or_none(exogenous_features: pd.DataFrame) -> pd.DataFrame | None:
     """The exogenous table, or None when the source has neither a calendar nor prices."""
     return exogenous_features if len(exogenous_features.columns) > 2 else None
+
+
+def statistical_fallback_metadata(context: dg.AssetExecutionContext, fallbacks: pd.DataFrame, stage: str) -> dict:
+    """Metadata listing the series a statistical model failed on (and the fallback used); a warning in the log."""
+    n_series = int(fallbacks["unique_id"].nunique())
+    if n_series:
+        shown = ", ".join(map(str, fallbacks["unique_id"].drop_duplicates().head(10)))
+        context.log.warning(f"{stage}: {n_series} series fell back to a simpler model for {len(fallbacks)} (series, model) pairs: {shown}{' …' if n_series > 10 else ''}")
+    return {"statistical_fallback_series": n_series, "statistical_fallbacks": dg.MetadataValue.md(fallbacks_markdown(fallbacks))}
 
 
 def _global_inputs(series, exogenous_features, series_features, series_keys, spec, settings):
@@ -204,13 +218,14 @@ def base_forecasts(
         )
     exogenous = _exogenous_or_none(exogenous_features)
     history, _, _ = lgbm.training_frame(train, exogenous, model.statics())
-    statistical = forecast_statistical(train, horizon, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
+    statistical, statistical_fallbacks = forecast_statistical_with_fallbacks(train, horizon, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
     global_forecasts, features = lgbm.predict_global_model(model, horizon, exogenous, capture_features=True, history=history)
     forecasts = statistical.merge(global_forecasts, on=["unique_id", "ds"], how="inner")
     if len(forecasts) != len(statistical):
         raise RuntimeError("statistical and LightGBM forecasts do not cover the same series and dates")
     served = f"{name} version {champion.version} (trained to {pd.Timestamp(model.last_date).date()})"
-    yield dg.Output(forecasts, output_name="base_forecasts", metadata={**frame_metadata(forecasts), "models": ", ".join(BASE_MODELS), "horizon": horizon, "lightgbm": served})
+    fallbacks = statistical_fallback_metadata(context, statistical_fallbacks, "base_forecasts")
+    yield dg.Output(forecasts, output_name="base_forecasts", metadata={**frame_metadata(forecasts), "models": ", ".join(BASE_MODELS), "horizon": horizon, "lightgbm": served, **fallbacks})
     yield dg.Output(features, output_name="forecast_features", metadata=frame_metadata(features))
     yield dg.Output(model, output_name="champion_model", metadata={"registered_model": served, "mlflow_run_id": champion.run_id})
 
@@ -232,13 +247,14 @@ def backtest_forecasts(
     spec = SourceSpec.from_dict(source_spec)
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
-    statistical = backtest_statistical(train, horizon, settings.n_windows, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
+    statistical, statistical_fallbacks = backtest_statistical_with_fallbacks(train, horizon, settings.n_windows, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
     frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     global_backtest = lgbm.backtest_global_model(frame, setup, lightgbm_tuning["best_params"], horizon, settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs)
     backtest = statistical.merge(global_backtest[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]], on=["unique_id", "ds", "cutoff"], how="inner")
     if len(backtest) != len(statistical):
         raise RuntimeError("statistical and LightGBM backtests do not cover the same windows")
-    context.add_output_metadata({**frame_metadata(backtest), "windows": settings.n_windows, "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique()))})
+    fallbacks = statistical_fallback_metadata(context, statistical_fallbacks, "backtest_forecasts")
+    context.add_output_metadata({**frame_metadata(backtest), "windows": settings.n_windows, "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique())), **fallbacks})
     return backtest
 
 

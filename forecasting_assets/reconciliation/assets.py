@@ -1,7 +1,10 @@
 """Reconciliation: coherent forecasts for every base model and method; the method is chosen by backtest."""
 
 
+from dataclasses import dataclass
+
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from forecasting_assets.evaluation.metrics import OVERALL_LEVEL
@@ -11,9 +14,10 @@ from forecasting_assets.models.assets import BASE_MODELS
 from forecasting_assets.monitoring.live_error import archive_forecast
 from forecasting_assets.paths import outputs_dir
 from forecasting_assets.reconciliation.quantiles import M5_QUANTILES, conformal_quantiles
-from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, to_long
+from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, skip_reason, to_long
 
 COHERENCE_TOLERANCE = 1e-6
+NO_FALLBACK = "none: the backtest-chosen forecast was produced"
 
 
 @dg.asset(
@@ -36,7 +40,9 @@ def reconciled_backtest(
     group_name="reconciliation",
     description=(
         "Future forecasts reconciled with every method (BottomUp, TopDown where the hierarchy is a tree, "
-        "MinTrace ols/wls_struct/mint_shrink, non-negative); the backtest-chosen one is flagged is_chosen."
+        "MinTrace ols/wls_struct/mint_shrink, non-negative); the backtest-chosen one is flagged is_chosen. "
+        "A method that fails here is skipped; if it was the chosen one, the best-ranked forecast that was "
+        "produced stands in (metadata: reconciliation_fallback)."
     ),
 )
 def reconciled_forecasts(
@@ -50,10 +56,11 @@ def reconciled_forecasts(
 ) -> pd.DataFrame:
     wide, skipped = reconcile(base_forecasts, BASE_MODELS, series_keys, hierarchy_structure, residuals=backtest_forecasts)
     long = to_long(wide, ["unique_id", "ds"])
-    chosen, reason = choose_forecast(backtest_metrics)
+    choice = choose_produced_forecast(backtest_metrics, produced=[c for c in wide.columns if "/" in c], skipped=skipped)
+    chosen = choice.used
     long["is_chosen"] = long["model"] == chosen
-    if not long["is_chosen"].any():
-        raise RuntimeError(f"the backtest-chosen forecast {chosen} was not produced on the future horizon ({skipped})")
+    if choice.fallback:
+        context.log.warning(f"reconciliation fallback: {choice.fallback}")
     shown = largest_series(series_keys, hierarchical_series)
     lines = list(dict.fromkeys([chosen, "LightGBM", "SeasonalNaive"]))
     plot = forecast_panel_png(hierarchical_series, wide, shown, [c for c in lines if c in wide.columns])
@@ -61,8 +68,10 @@ def reconciled_forecasts(
         {
             **frame_metadata(long),
             "chosen": chosen,
-            "why": reason,
-            "backtest_scores": dg.MetadataValue.md(method_ranking(backtest_metrics, chosen)),
+            "why": choice.why,
+            "intended": choice.intended,
+            "reconciliation_fallback": choice.fallback or NO_FALLBACK,
+            "backtest_scores": dg.MetadataValue.md(method_ranking(backtest_metrics, chosen, intended=choice.intended)),
             "forecast_plot": png_markdown(plot, "chosen forecast vs LightGBM and seasonal naive"),
             "skipped": dg.MetadataValue.json(skipped),
         }
@@ -70,24 +79,75 @@ def reconciled_forecasts(
     return long
 
 
-def method_ranking(backtest_metrics: pd.DataFrame, chosen: str, top: int = 8, baseline: str = "SeasonalNaive") -> str:
-    """Markdown: the forecasts ranked by backtest mean WRMSSE (the best ``top`` and the baseline), chosen marked."""
+def method_ranking(backtest_metrics: pd.DataFrame, chosen: str, top: int = 8, baseline: str = "SeasonalNaive", intended: str | None = None) -> str:
+    """Markdown: the forecasts ranked by backtest mean WRMSSE (the best ``top`` and the baseline), chosen marked
+    (and the ``intended`` one when it failed on the future horizon and ``chosen`` stands in for it)."""
     overall = backtest_metrics[backtest_metrics["level"] == OVERALL_LEVEL].sort_values("wrmsse").reset_index(drop=True)
-    shown = overall[(overall.index < top) | (overall["model"] == baseline)]
-    table = shown[["model", "wrmsse"]].assign(rank=shown.index + 1, note=shown["model"].map(lambda m: "chosen" if m == chosen else ("baseline" if m == baseline else "")))
+    shown = overall[(overall.index < top) | (overall["model"] == baseline) | (overall["model"] == intended)]
+
+    def note(model: str) -> str:
+        if model == chosen:
+            return "chosen"
+        if model == intended:
+            return "intended (failed on the future horizon)"
+        return "baseline" if model == baseline else ""
+
+    table = shown[["model", "wrmsse"]].assign(rank=shown.index + 1, note=shown["model"].map(note))
     return table[["rank", "model", "wrmsse", "note"]].round(4).to_markdown(index=False)
 
 
-def choose_forecast(backtest_metrics: pd.DataFrame) -> tuple[str, str]:
-    """The coherent (reconciled) forecast with the lowest mean WRMSSE over levels in the backtest."""
+def ranked_reconciled(backtest_metrics: pd.DataFrame) -> pd.DataFrame:
+    """The reconciled forecasts with a finite backtest mean WRMSSE over levels, best first (model, wrmsse)."""
     overall = backtest_metrics[(backtest_metrics["level"] == OVERALL_LEVEL) & (backtest_metrics["method"] != BASE_METHOD)]
-    ranked = overall.sort_values("wrmsse").reset_index(drop=True)
+    overall = overall[np.isfinite(overall["wrmsse"].to_numpy(dtype=float))]
+    return overall.sort_values("wrmsse", kind="stable").reset_index(drop=True)[["model", "wrmsse"]]
+
+
+def choose_forecast(backtest_metrics: pd.DataFrame) -> tuple[str, str]:
+    """The coherent (reconciled) forecast with the lowest mean WRMSSE over levels in the backtest.
+
+    Without any scored reconciled forecast: BottomUp of the best-scored base model.
+    """
+    ranked = ranked_reconciled(backtest_metrics)
+    if ranked.empty:
+        overall = backtest_metrics[(backtest_metrics["level"] == OVERALL_LEVEL) & (backtest_metrics["method"] == BASE_METHOD)]
+        scored = overall[np.isfinite(overall["wrmsse"].to_numpy(dtype=float))].sort_values("wrmsse", kind="stable")
+        if scored.empty:
+            raise dg.Failure("No forecast has a finite backtest score: nothing to choose the forecast by.", allow_retries=False)
+        best_base = str(scored["model"].iloc[0])
+        return f"{best_base}/BottomUp", f"no reconciled forecast was scored in the backtest: BottomUp of the best base model {best_base}"
     best = ranked.iloc[0]
     runner_up = ranked.iloc[1] if len(ranked) > 1 else None
     reason = f"lowest backtest mean WRMSSE over levels: {best['wrmsse']:.4f}"
     if runner_up is not None:
         reason += f" (next: {runner_up['model']} {runner_up['wrmsse']:.4f})"
     return str(best["model"]), reason
+
+
+@dataclass(frozen=True)
+class ForecastChoice:
+    used: str  # the reconciled forecast in final_forecasts
+    intended: str  # the one the backtest chose
+    why: str  # why the backtest chose it
+    fallback: str = ""  # why ``used`` is not ``intended`` (empty when they are the same)
+
+
+def choose_produced_forecast(backtest_metrics: pd.DataFrame, produced: list[str], skipped: dict[str, str]) -> ForecastChoice:
+    """The backtest-chosen forecast, or when it was not produced on the future horizon (its method failed
+    there) the best-ranked one that was, else BottomUp (of the intended base model first)."""
+    intended, why = choose_forecast(backtest_metrics)
+    if intended in produced:
+        return ForecastChoice(intended, intended, why)
+    base_model = intended.split("/", 1)[0]
+    ranked = list(ranked_reconciled(backtest_metrics)["model"])
+    candidates = [*ranked, f"{base_model}/BottomUp", *sorted(c for c in produced if c.endswith("/BottomUp"))]
+    used = next((c for c in candidates if c in produced), None)
+    failure = skip_reason(skipped, intended) or "not produced"
+    if used is None:
+        raise dg.Failure(f"No reconciled forecast was produced on the future horizon (intended {intended}; {failure}). Skipped: {skipped}", allow_retries=False)
+    instead = "the best-ranked forecast in the backtest that was produced" if used in ranked else "BottomUp, which needs neither residuals nor a solver"
+    fallback = f"{intended} failed on the future horizon ({failure}); using {used}, {instead}"
+    return ForecastChoice(used, intended, why, fallback)
 
 
 @dg.asset_check(
@@ -146,7 +206,12 @@ def forecast_quantiles(
     series_keys: pd.DataFrame,
 ) -> pd.DataFrame:
     chosen = str(final_forecasts["model"].iloc[0])
-    backtest = reconciled_backtest[reconciled_backtest["model"] == chosen]
+    residuals_from, backtest = quantile_residual_source(reconciled_backtest, chosen)
+    if backtest.empty:  # no usable backtest errors at all: a zero-width interval, and the metadata says so
+        backtest = final_forecasts[["unique_id"]].drop_duplicates().assign(y=0.0, yhat=0.0)
+        residuals_from = "none: no usable backtest errors, the quantiles equal the point forecast"
+    elif residuals_from != chosen:
+        context.log.warning(f"forecast_quantiles: no usable backtest errors of {chosen}; the quantiles use those of {residuals_from}")
     table = conformal_quantiles(final_forecasts, backtest, M5_QUANTILES)
     shown = largest_series(series_keys, hierarchical_series)
     plot = forecast_panel_png(hierarchical_series[hierarchical_series["ds"] < table["ds"].min()], table, shown, ["yhat"], band=("q0.025", "q0.975"))
@@ -154,8 +219,22 @@ def forecast_quantiles(
         {
             **frame_metadata(table),
             "model": chosen,
+            "residuals_from": residuals_from,
             "residuals_per_series": int(len(backtest) / max(1, backtest["unique_id"].nunique())),
             "forecast_plot": png_markdown(plot, "forecast with the 95 % interval"),
         }
     )
     return table
+
+
+def quantile_residual_source(reconciled_backtest: pd.DataFrame, chosen: str) -> tuple[str, pd.DataFrame]:
+    """The backtest rows (finite y and yhat) whose errors set the quantiles of ``chosen``: its own; when it
+    has none (its method failed in the backtest), those of BottomUp of its base model, else of the base
+    model itself. Returns the model used and its rows (empty when none has any)."""
+    base_model = chosen.split("/", 1)[0]
+    for candidate in dict.fromkeys([chosen, f"{base_model}/BottomUp", base_model]):
+        rows = reconciled_backtest[reconciled_backtest["model"] == candidate]
+        rows = rows[np.isfinite(rows["y"].to_numpy(dtype=float)) & np.isfinite(rows["yhat"].to_numpy(dtype=float))]
+        if len(rows):
+            return candidate, rows
+    return chosen, reconciled_backtest.iloc[0:0]

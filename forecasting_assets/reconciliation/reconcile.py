@@ -7,6 +7,15 @@ the hierarchy is small enough for its dense n×n covariance, else ``MinTraceSpar
 
 Residuals for ``mint_shrink`` come from earlier rolling-origin windows (multi-step forecast errors),
 never from the window being reconciled.
+
+A method that fails is skipped with the reason, never the run: all base models are reconciled by a
+method at once, and when that raises each model is tried alone, so that one model's degenerate residuals
+do not cost the others the method. Output that is not finite counts as a failure, and a base model whose
+own forecasts are not finite is not reconciled. BottomUp needs neither residuals nor a solver and works
+whenever the base forecasts are finite. Failures seen with hierarchicalforecast 1.5: ``mint_shrink`` on
+all-zero residuals (all-zero or constant series forecast exactly: "Insample residuals close to 0") and
+on residuals of a single period (singular covariance: "SVD did not converge"); every method when a base
+forecast column holds a NaN.
 """
 
 from __future__ import annotations
@@ -14,11 +23,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from forecasting_assets.hierarchy.aggregation import summing_matrix, tags_from_keys
 
 BASE_METHOD = "base"
+MAX_REASON_CHARS = 300
 
 
 @dataclass
@@ -71,6 +82,69 @@ def reconcilers(
     return chosen, skipped
 
 
+def _failure(error: BaseException) -> str:
+    return f"failed: {type(error).__name__}: {error}"[:MAX_REASON_CHARS]
+
+
+def _reconciled_columns(
+    choice: ReconcilerChoice, y_hat: pd.DataFrame, models: list[str], s_df: pd.DataFrame, tags: dict, residuals: pd.DataFrame | None
+) -> pd.DataFrame:
+    """unique_id, ds and one ``model/method`` column per model; raises when hierarchicalforecast does."""
+    from hierarchicalforecast.core import HierarchicalReconciliation
+
+    kwargs = {"Y_df": residuals[["unique_id", "ds", "y", *models]]} if choice.needs_residuals and residuals is not None else {}
+    with warnings.catch_warnings():
+        # qpsolvers converts the non-negative MinTrace QP to sparse on every solve and says so
+        warnings.filterwarnings("ignore", message="Converted matrix")
+        result = HierarchicalReconciliation(reconcilers=[choice.reconciler]).reconcile(
+            Y_hat_df=y_hat[["unique_id", "ds", *models]], S_df=s_df, tags=tags, **kwargs
+        )
+    new_cols = [c for c in result.columns if c not in y_hat.columns]
+    out = result[["unique_id", "ds", *new_cols]]
+    return out.rename(columns={c: c.replace("_nonnegative-True", "") for c in new_cols})
+
+
+def run_method(
+    choice: ReconcilerChoice, y_hat: pd.DataFrame, models: list[str], s_df: pd.DataFrame, tags: dict, residuals: pd.DataFrame | None
+) -> tuple[pd.DataFrame | None, dict[str, str]]:
+    """One method on every model: its finite reconciled columns, and {model: reason} of the models it failed on.
+
+    All models at once; when that raises, each model alone.
+    """
+    try:
+        out = _reconciled_columns(choice, y_hat, models, s_df, tags, residuals)
+    except Exception as error:  # degenerate residuals, singular matrices, a failed QP
+        if len(models) == 1:
+            return None, {models[0]: _failure(error)}
+        outputs, failures = [], {}
+        for model in models:
+            alone, failed = run_method(choice, y_hat, [model], s_df, tags, residuals)
+            failures.update(failed)
+            if alone is not None:
+                outputs.append(alone)
+        if not outputs:
+            return None, failures
+        out = outputs[0]
+        for alone in outputs[1:]:
+            out = out.merge(alone, on=["unique_id", "ds"], how="outer")
+        return out, failures
+    columns = [c for c in out.columns if c not in ("unique_id", "ds")]
+    non_finite = [c for c in columns if not np.isfinite(out[c].to_numpy(dtype=float)).all()]
+    failures = {c.split("/", 1)[0]: "failed: non-finite reconciled forecasts (NaN or inf)" for c in non_finite}
+    kept = [c for c in columns if c not in non_finite]
+    return (out[["unique_id", "ds", *kept]] if kept else None), failures
+
+
+def non_finite_models(base: pd.DataFrame, models: list[str]) -> dict[str, str]:
+    """{model: reason} of the base models whose forecasts hold NaN or inf (hierarchicalforecast rejects them)."""
+    reasons = {}
+    for model in models:
+        bad = int((~np.isfinite(base[model].to_numpy(dtype=float))).sum())
+        if bad:
+            reasons[model] = f"{bad} base forecasts are not finite (NaN or inf): {model} is not reconciled"
+    return reasons
+
+
 def reconcile(
     base: pd.DataFrame,
     models: list[str],
@@ -82,37 +156,45 @@ def reconcile(
     """Reconcile wide base forecasts (unique_id, ds, models...). Returns wide output and skipped methods.
 
     ``residuals``: unique_id, ds, y and the same model columns over earlier periods (or None).
+    ``skipped`` says why a forecast is missing, keyed by method (skipped or failed for every model),
+    ``model/method`` (failed for that model only) or base model (not reconciled at all).
     """
-    from hierarchicalforecast.core import HierarchicalReconciliation
-
     order = list(series_keys["unique_id"])
     if strictly_hierarchical is None:
         strictly_hierarchical = is_strictly_hierarchical(series_keys, structure)
-    choices, skipped = reconcilers(len(order), strictly_hierarchical, residuals is not None and len(residuals) > 0)
+    with_residuals = residuals is not None and len(residuals) > 0
+    choices, skipped = reconcilers(len(order), strictly_hierarchical, with_residuals)
     s_df = summing_matrix(structure, order)
     tags = tags_from_keys(series_keys)
     y_hat = base[["unique_id", "ds", *models]].copy()
-    kwargs = {}
-    if residuals is not None and len(residuals):
-        kwargs["Y_df"] = residuals[["unique_id", "ds", "y", *models]]
+    unusable = non_finite_models(y_hat, models)
+    skipped.update(unusable)
+    usable = [m for m in models if m not in unusable]
     outputs = []
-    for choice in choices:
-        hrec = HierarchicalReconciliation(reconcilers=[choice.reconciler])
-        try:
-            with warnings.catch_warnings():
-                # qpsolvers converts the non-negative MinTrace QP to sparse on every solve and says so
-                warnings.filterwarnings("ignore", message="Converted matrix")
-                result = hrec.reconcile(Y_hat_df=y_hat, S_df=s_df, tags=tags, **(kwargs if choice.needs_residuals else {}))
-        except Exception as error:  # degenerate residuals, singular matrices: record and go on
-            skipped[choice.name] = f"failed: {type(error).__name__}: {error}"[:300]
-            continue
-        new_cols = [c for c in result.columns if c not in y_hat.columns]
-        out = result[["unique_id", "ds", *new_cols]]
-        outputs.append(out.rename(columns={c: c.replace("_nonnegative-True", "") for c in new_cols}))
+    for choice in choices if usable else []:
+        out, failures = run_method(choice, y_hat, usable, s_df, tags, residuals if with_residuals else None)
+        if out is not None:
+            outputs.append(out)
+        if failures and len(failures) == len(usable) and len(set(failures.values())) == 1:
+            skipped[choice.name] = next(iter(failures.values()))
+        else:
+            skipped.update({f"{model}/{choice.name}": reason for model, reason in failures.items()})
     merged = y_hat
     for out in outputs:
         merged = merged.merge(out, on=["unique_id", "ds"], how="left")
     return merged, skipped
+
+
+def skip_reason(skipped: dict[str, str], forecast: str) -> str | None:
+    """Why the forecast ``model/method`` is missing, from a ``skipped`` dict of ``reconcile`` (None if not there)."""
+    base_model, _, method = forecast.partition("/")
+    for key in (forecast, method, base_model):
+        if key in skipped:
+            return f"{key}: {skipped[key]}"
+    for key, reason in skipped.items():  # a family of methods, e.g. "TopDown" or "MinTrace"
+        if method.startswith(key):
+            return f"{key}: {reason}"
+    return None
 
 
 def to_long(wide: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
@@ -138,6 +220,8 @@ def reconcile_backtest(
     """Reconcile each backtest window after the first, with residuals from the windows before it.
 
     Returns a wide frame (unique_id, ds, cutoff, y, base and reconciled columns) for windows 2..n.
+    A forecast that fails in some window is left out of every window (so that the methods are scored on
+    the same windows), with the reason in ``skipped``.
     """
     strict = is_strictly_hierarchical(series_keys, structure)
     cutoffs = sorted(backtest["cutoff"].unique())
@@ -148,5 +232,13 @@ def reconcile_backtest(
         reconciled, skipped = reconcile(window, models, series_keys, structure, residuals=earlier, strictly_hierarchical=strict)
         reconciled = reconciled.merge(window[["unique_id", "ds", "cutoff", "y"]], on=["unique_id", "ds"])
         frames.append(reconciled)
-        skipped_all.update(skipped)
-    return pd.concat(frames, ignore_index=True), skipped_all
+        for key, reason in skipped.items():
+            if key not in skipped_all:
+                window_note = f" (in the window cut at {pd.Timestamp(cutoff).date()})" if reason.startswith("failed") else ""
+                skipped_all[key] = reason + window_note
+    combined = pd.concat(frames, ignore_index=True)
+    reconciled_columns = [c for c in combined.columns if "/" in c]
+    incomplete = [c for c in reconciled_columns if combined[c].isna().any()]
+    for column in incomplete:
+        skipped_all.setdefault(column, f"left out of every window: {skip_reason(skipped_all, column) or 'missing in some window'}")
+    return combined.drop(columns=incomplete), skipped_all
