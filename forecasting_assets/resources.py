@@ -115,12 +115,17 @@ def mlflow_tracking(init_context):
     import mlflow
     from dagster_mlflow.resources import MlFlow
 
+    from forecasting_assets.storage.files import exclusive_lock
+
     uri = init_context.resource_config.get("mlflow_tracking_uri") or mlflow_tracking_uri()
     data_dir().mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     name = init_context.resource_config["experiment_name"]
-    if mlflow.get_experiment_by_name(name) is None:
-        mlflow.create_experiment(name, artifact_location=mlflow_artifact_root().as_uri())
+    # MLflow creates and migrates a new mlflow.db on first use; two processes doing that at once can leave
+    # it half-migrated for good, so the first use (and the experiment's creation) happens under a lock
+    with exclusive_lock(data_dir() / "mlflow.db"):
+        if mlflow.get_experiment_by_name(name) is None:
+            mlflow.create_experiment(name, artifact_location=mlflow_artifact_root().as_uri())
     context = _ConfiguredContext(init_context, {"experiment_name": name, "mlflow_tracking_uri": uri})
     tracker = MlFlow(context)
     try:

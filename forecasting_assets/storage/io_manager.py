@@ -53,11 +53,14 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             path = files.write_json(obj, stem.with_suffix(".json"))
         else:
             path = files.write_pickle(obj, stem.with_suffix(".pkl"))
-        # remove an older file of the same asset in another format
+        # remove an older file of the same asset in another format (missing_ok: a concurrent run may have
+        # removed it between the check and the unlink)
         for suffix in _SUFFIXES:
             other = stem.with_suffix(suffix)
             if other != path and other.exists():
-                other.unlink()
+                other.unlink(missing_ok=True)
+                if suffix == ".parquet":  # its view would now read a missing file
+                    rebuild_catalog(self._base(), self._warehouse())
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> Any:
