@@ -16,7 +16,7 @@ import pytest
 from forecasting_assets.models import lightgbm_global as lgbm
 from forecasting_assets.models.statistical import (
     STAT_MODELS,
-    backtest_statistical,
+    backtest_statistical_with_fallbacks,
     clip_negative,
     forecast_statistical,
 )
@@ -152,7 +152,8 @@ def test_seasonal_models_beat_a_naive_forecast_on_weekly_data(seasonal: pd.DataF
 
 def test_backtest_statistical_windows(seasonal: pd.DataFrame) -> None:
     horizon, n_windows = 14, 2
-    backtest = backtest_statistical(seasonal, horizon=horizon, n_windows=n_windows, freq="D", season_length=7)
+    backtest, fallbacks = backtest_statistical_with_fallbacks(seasonal, horizon=horizon, n_windows=n_windows, freq="D", season_length=7)
+    assert fallbacks.empty
     assert list(backtest.columns) == ["unique_id", "ds", "cutoff", "y", *STAT_MODELS]
     assert sorted(backtest["cutoff"].unique()) == backtest_cutoffs(seasonal, horizon, n_windows)
     n_series = seasonal["unique_id"].nunique()

@@ -260,19 +260,6 @@ def forecast_statistical(
     return forecast_statistical_with_fallbacks(series, horizon, freq, season_length, ets_model, n_jobs)[0]
 
 
-def backtest_statistical(
-    series: pd.DataFrame,
-    horizon: int,
-    n_windows: int,
-    freq: str,
-    season_length: int,
-    ets_model: str = "ZNZ",
-    n_jobs: int = 1,
-) -> pd.DataFrame:
-    """``backtest_statistical_with_fallbacks`` without the fallback table."""
-    return backtest_statistical_with_fallbacks(series, horizon, n_windows, freq, season_length, ets_model, n_jobs)[0]
-
-
 def fallbacks_markdown(fallbacks: pd.DataFrame, max_rows: int = 20) -> str:
     """The fallback table as markdown (the first ``max_rows`` rows, and how many more there are)."""
     if fallbacks.empty:
