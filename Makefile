@@ -10,10 +10,15 @@ SOURCE ?=
 TRAIN_END ?=
 WEIGHTS ?=
 DEMO_SIZE ?= small
+# the address the servers (dev, mlflow) bind to: loopback, unless given on the command line
+# (make dev HOST=0.0.0.0); a HOST exported in the environment is ignored
+ifneq ($(origin HOST),command line)
+HOST := 127.0.0.1
+endif
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export FORECASTING_ASSETS_HOME := $(CURDIR)
 
-.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium
+.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium audit docs bench-soak
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -25,9 +30,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 install: $(VENV)/.installed
 
-dagster-home:
+# the instance's storage is created here, once: two processes creating it at once (the webserver and the
+# daemon of `make dev`) can stamp its schema twice and break every later run (dagster-io/dagster#27390)
+dagster-home: install
 	@mkdir -p $(DAGSTER_HOME)
 	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@$(PY) -c "import dagster; dagster.DagsterInstance.get().dispose()"
 
 data/demo/sales.csv: | install
 	$(PY) -m forecasting_assets.demo_data --out data/demo --size $(DEMO_SIZE)
@@ -58,19 +66,40 @@ chromium:
 
 # the UI and the daemon (schedules and sensors live) on http://127.0.0.1:3000
 dev: install dagster-home
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p 3000
 
 mlflow: install
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/data/mlflow.db
+	$(VENV)/bin/mlflow ui --host $(HOST) --port 5000 --backend-store-uri sqlite:///$(CURDIR)/data/mlflow.db
 
 # M5 accuracy: the graph on ../shared/data/m5 trained to d_$(CUTOFF), scored on the next 28 days
 CUTOFF ?= 1913
 bench-accuracy: install
 	$(PY) -m forecasting_assets.benchmarks.m5_accuracy --cutoff $(CUTOFF) --horizon 28 --out data/bench/m5_accuracy
 
+# REFRESHES nightly refreshes back to back on tiny demo data (one new landed day each, one process):
+# prints time, memory, files and rows per refresh and what grew; figures in data/bench/soak.json
+REFRESHES ?= 20
+bench-soak: install
+	$(PY) -m forecasting_assets.benchmarks.soak --refreshes $(REFRESHES) --out data/bench/soak
+
 # re-resolve the pinned dependency set into the lock file
 lock: install
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+# known vulnerabilities of the locked dependencies: pip-audit asks PyPI's JSON API (pypi.org/pypi/NAME/VERSION/json)
+# for each pin. Exits non-zero when one is found, and (--strict) when a package could not be audited, rather
+# than report "no known vulnerabilities" for packages never checked. AUDIT_ARGS="--ignore-vuln ID" accepts one;
+# AUDIT_ARGS="-s osv --osv-url URL" asks an OSV mirror instead.
+AUDIT_ARGS ?=
+audit: install
+	$(VENV)/bin/pip-audit -r requirements.lock --no-deps --disable-pip --strict --progress-spinner off \
+		--cache-dir data/.cache/pip-audit $(AUDIT_ARGS) \
+	|| { echo "make audit: failed: known vulnerabilities are listed above, or a package could not be audited" \
+		"(the error above names it: pip-audit needs PyPI's per-version JSON API)" >&2; exit 1; }
+
+# docs/bad-input.md from the bad-input cases of the tests (a test fails when it is out of date)
+docs: install
+	$(PY) -m forecasting_assets_tests.bad_inputs > docs/.bad-input.md.tmp && mv docs/.bad-input.md.tmp docs/bad-input.md
 
 clean-outputs:
 	rm -rf data/outputs data/warehouse.duckdb

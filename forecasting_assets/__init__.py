@@ -7,8 +7,14 @@ temporary files into ``data/.tmp`` (unless ``TMPDIR`` is set), so nothing is lef
 the default action of SIGTERM when the process was started with it ignored (a background job of some
 shells and CI runners): multiprocessing stops its pool workers (tsfresh, statsforecast with ``n_jobs > 1``)
 with SIGTERM, and a worker that ignores it makes ``Pool.terminate()`` wait forever.
+
+Worker pools start by ``forkserver``, not ``fork``: an in-process run forks statsforecast's and tsfresh's
+workers from a process that already has threads (pyarrow's jemalloc, Dagster's log watchers, LightGBM's
+OpenMP), and a forked child can inherit a lock held by one of them and wait on it forever — a soak of
+in-process runs hung that way in ``backtest_forecasts``. (Python 3.14 makes forkserver the default.)
 """
 
+import multiprocessing as _multiprocessing
 import os as _os
 import signal as _signal
 import tempfile as _tempfile
@@ -31,3 +37,5 @@ if "TMPDIR" not in _os.environ:
     _tempfile.tempdir = str(_tmp)
 if _threading.current_thread() is _threading.main_thread() and _signal.getsignal(_signal.SIGTERM) == _signal.SIG_IGN:
     _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+if _multiprocessing.get_start_method(allow_none=True) is None:
+    _multiprocessing.set_start_method("forkserver")
