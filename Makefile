@@ -20,11 +20,14 @@ export FORECASTING_ASSETS_HOME := $(CURDIR)
 
 .PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium audit docs bench-soak
 
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on our CI machine), nothing would ever write the
+# .pyc files, and every process — each run worker, code server, test subprocess — would compile dagster,
+# pandas & co. from source again: 5 s instead of 2.2 s per import of the code location
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip sync --quiet --python $(PY) requirements.lock
+	$(VENV)/bin/uv pip sync --quiet --compile-bytecode --python $(PY) requirements.lock
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
