@@ -18,7 +18,7 @@ endif
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export FORECASTING_ASSETS_HOME := $(CURDIR)
 
-.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium audit docs bench-soak
+.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium audit docs bench-soak bench-load
 
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on our CI machine), nothing would ever write the
 # .pyc files, and every process — each run worker, code server, test subprocess — would compile dagster,
@@ -84,6 +84,10 @@ bench-accuracy: install
 REFRESHES ?= 20
 bench-soak: install
 	$(PY) -m forecasting_assets.benchmarks.soak --refreshes $(REFRESHES) --out data/bench/soak
+
+# what loading the code location costs on top of `import dagster` (fresh processes, side by side; target 1.5 s)
+bench-load: install
+	$(PY) -m forecasting_assets.benchmarks.load_time --repeats 7
 
 # re-resolve the pinned dependency set into the lock file
 lock: install
