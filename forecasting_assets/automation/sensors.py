@@ -27,7 +27,7 @@ SENSOR_INTERVAL_S = int(os.environ.get("FORECASTING_SENSOR_INTERVAL_SECONDS", "3
 )
 def landing_folder_sensor(context: dg.SensorEvaluationContext, source: SalesSource):
     from forecasting_assets.automation.decisions import record_decision
-    from forecasting_assets.ingest.landing import read_manifest, scan_landing, source_spec_for_landing
+    from forecasting_assets.ingest.landing import UNUSUALLY_LARGE, read_manifest, scan_landing, source_spec_for_landing
     from forecasting_assets.ingest.sources import SourceError
 
     folder = source.landing_path()
@@ -39,7 +39,7 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext, source: SalesSour
     for batch in scan.accepted:
         notes = f" ({batch.notes})" if batch.notes else ""
         record_decision("landing_folder_sensor", "accepted", f"{batch.original_name}: {batch.rows} rows, {batch.first_day}..{batch.last_day}{notes}", batch.to_dict())
-        if "unusually large" in batch.notes:
+        if UNUSUALLY_LARGE in batch.notes:
             send_alert("landing_unusual", f"landing file {batch.original_name} accepted but {batch.notes}", batch.to_dict())
     for name, reason in scan.rejected:
         record_decision("landing_folder_sensor", "rejected", reason, {"file": name, "folder": str(folder / "rejected")})

@@ -2,6 +2,8 @@
 
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import dagster as dg
@@ -27,6 +29,16 @@ NIGHTLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2
 FOLLOWS_NEW_DATA = dg.AutomationCondition.eager()
 
 
+@contextmanager
+def bad_input_fails_at_once(what: str) -> Iterator[None]:
+    """A ``SourceError`` (bad input) is not transient: fail the step at once, past TRANSIENT_RETRY; the stored
+    outputs stay as they were."""
+    try:
+        yield
+    except SourceError as error:
+        raise dg.Failure(description=f"{what}: {error}", allow_retries=False) from error
+
+
 @dg.asset(
     partitions_def=landing_batches,
     group_name="ingest",
@@ -40,7 +52,8 @@ def landed_sales(context: dg.AssetExecutionContext, source: SalesSource) -> pd.D
     folder = source.landing_path()
     spec = source_spec_for_landing(source.folder_path())
     batch = find_batch(folder, context.partition_key)
-    rows = read_landing_file(folder / ARCHIVE, batch.archived_name, spec)
+    with bad_input_fails_at_once(f"Cannot read the landed file {batch.archived_name}"):
+        rows = read_landing_file(folder / ARCHIVE, batch.archived_name, spec)
     context.add_output_metadata(
         {
             "dagster/row_count": len(rows),
@@ -76,11 +89,9 @@ def newest_first(batches: dict[str, pd.DataFrame], order: list[str]) -> list[pd.
 )
 def raw_sales(context: dg.AssetExecutionContext, source: SalesSource, landed_sales: dict[str, pd.DataFrame]):
     folder = source.folder_path()
-    try:
+    with bad_input_fails_at_once("Cannot read the source folder"):
         spec = load_source_spec(folder)
         base_rows = read_raw_sales(folder, spec)
-    except SourceError as error:  # bad input is not transient: fail at once, stored outputs stay as they were
-        raise dg.Failure(description=f"Cannot read the source folder: {error}", allow_retries=False) from error
     accepted = [b.key for b in read_manifest(source.landing_path())]
     batches = newest_first(landed_sales or {}, accepted)
     rows = concat_raw_sales([*batches, base_rows])

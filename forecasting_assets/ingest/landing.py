@@ -42,6 +42,7 @@ REJECTED = "rejected"
 MANIFEST = "manifest.json"
 DAY_COLUMN = re.compile(r"^d_\d+$")  # the day columns of the M5 wide format
 LARGE_FILE_FACTOR = 5.0  # rows per day above this multiple of the earlier batches' median are flagged
+UNUSUALLY_LARGE = "unusually large"  # how a batch's notes flag such a file (the landing sensor alerts on it)
 
 
 @dataclass
@@ -190,7 +191,7 @@ def _notes(folder: Path, name: str, spec: SourceSpec, rows: int, days: list[str]
         per_day = rows / max(len(days), 1)
         if usual > 0 and per_day > LARGE_FILE_FACTOR * usual:
             notes.append(
-                f"unusually large: {per_day:.0f} rows per day, {per_day / usual:.1f}x the median of the earlier "
+                f"{UNUSUALLY_LARGE}: {per_day:.0f} rows per day, {per_day / usual:.1f}x the median of the earlier "
                 f"batches ({usual:.0f})"
             )
     return "; ".join(notes)
