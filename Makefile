@@ -18,7 +18,7 @@ endif
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export FORECASTING_ASSETS_HOME := $(CURDIR)
 
-.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium audit docs bench-soak bench-load
+.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium audit docs bench-soak bench-load bench-scale bench-nightly
 
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on our CI machine), nothing would ever write the
 # .pyc files, and every process — each run worker, code server, test subprocess — would compile dagster,
@@ -35,9 +35,11 @@ install: $(VENV)/.installed
 
 # the instance's storage is created here, once: two processes creating it at once (the webserver and the
 # daemon of `make dev`) can stamp its schema twice and break every later run (dagster-io/dagster#27390)
+# DAGSTER_YAML=deploy/postgres/dagster.yaml (with DAGSTER_HOME=<another folder>) keeps the instance in PostgreSQL
+DAGSTER_YAML ?= dagster.yaml
 dagster-home: install
 	@mkdir -p $(DAGSTER_HOME)
-	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@cp $(DAGSTER_YAML) $(DAGSTER_HOME)/dagster.yaml
 	@$(PY) -c "import dagster; dagster.DagsterInstance.get().dispose()"
 
 data/demo/sales.csv: | install
@@ -88,6 +90,17 @@ bench-soak: install
 # what loading the code location costs on top of `import dagster` (fresh processes, side by side; target 1.5 s)
 bench-load: install
 	$(PY) -m forecasting_assets.benchmarks.load_time --repeats 7
+
+# the whole graph at growing sizes (M5-shaped demo data; SIZES=30490 runs the M5 size alone); figures in
+# data/bench/scale.json, the project homes under data/bench/scale/n<size>/ (kept for bench-nightly)
+SIZES ?= 1000,5000,30490
+bench-scale: install
+	$(PY) -m forecasting_assets.benchmarks.scale --sizes $(SIZES)
+
+# one new day into the materialized project of size NIGHTLY_SIZE (run bench-scale for that size first)
+NIGHTLY_SIZE ?= 30490
+bench-nightly: install
+	$(PY) -m forecasting_assets.benchmarks.nightly --size $(NIGHTLY_SIZE)
 
 # re-resolve the pinned dependency set into the lock file
 lock: install

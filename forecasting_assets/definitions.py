@@ -6,7 +6,8 @@ FORECASTING_WEIGHTS (an M5 weights CSV), FORECASTING_LANDING (landing folder; de
 FORECASTING_DRIFT_THRESHOLD / FORECASTING_ERROR_THRESHOLD / FORECASTING_APPROVAL_DRIFT_THRESHOLD (automation),
 FORECASTING_RETRAIN_TRIALS / FORECASTING_RETRAIN_TIMEOUT_S (the retrain's Optuna budget),
 FORECASTING_WEBHOOK_URL (alerts), FORECASTING_TIMEZONE (the nightly schedule),
-FORECASTING_EXECUTOR (``in_process``; default multiprocess), FORECASTING_SENSOR_INTERVAL_SECONDS (default 30).
+FORECASTING_EXECUTOR (``in_process``, ``celery``, ``k8s``; default multiprocess; see deploy/README.md), FORECASTING_SENSOR_INTERVAL_SECONDS (default 30),
+FORECASTING_DASK_SCHEDULER (``tcp://host:8786``: the statistical models run on that Dask cluster).
 """
 
 
@@ -49,6 +50,7 @@ def build_resources() -> dict:
             train_end=env("FORECASTING_TRAIN_END"),
             horizon=int(horizon) if horizon else None,
             weights_file=env("FORECASTING_WEIGHTS"),
+            dask_scheduler=env("FORECASTING_DASK_SCHEDULER"),
         ),
         "automation": AutomationSettings(
             **{
@@ -67,6 +69,26 @@ def build_resources() -> dict:
     }
 
 
+def build_executor() -> dg.ExecutorDefinition:
+    """The executor of the jobs without their own, from FORECASTING_EXECUTOR: ``in_process`` runs every step in
+    the run's own process (small data, tests); ``celery`` (dagster-celery) and ``k8s`` (dagster-k8s) are the
+    deployments of deploy/README.md, imported only when chosen; unset or ``multiprocess``: multiprocess."""
+    choice = env("FORECASTING_EXECUTOR")
+    if choice == "in_process":
+        return dg.in_process_executor
+    if choice == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor
+    if choice == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    if choice is None or choice == "multiprocess":
+        return dg.multiprocess_executor
+    raise ValueError(f"FORECASTING_EXECUTOR={choice!r}: expected in_process, multiprocess, celery or k8s")
+
+
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """The code location; tests pass their own resources (a temporary source folder, a train_end)."""
     return dg.Definitions(
@@ -81,8 +103,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
             automation_condition_sensor,
                 ],
         resources={**build_resources(), **(resources or {})},
-        # FORECASTING_EXECUTOR=in_process runs every step in the run's own process (small data, tests)
-        executor=dg.in_process_executor if env("FORECASTING_EXECUTOR") == "in_process" else dg.multiprocess_executor,
+        executor=build_executor(),
     )
 
 

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from forecasting_assets.paths import data_dir, default_demo_folder, landing_dir, project_home
@@ -24,6 +25,9 @@ class SalesSource(dg.ConfigurableResource):
         return _resolve(self.landing_folder) if self.landing_folder else landing_dir()
 
 
+MIN_GLOBAL_DAYS = 224  # the global model always sees at least 8 × 28 days
+
+
 class ForecastSettings(dg.ConfigurableResource):
     """How forecasts are made and scored. Defaults suit daily retail data."""
 
@@ -36,6 +40,14 @@ class ForecastSettings(dg.ConfigurableResource):
     weights_window: int = 28  # periods of recent sales for share-of-sales weights (no weights file)
     n_jobs: int = 2
     seed: int = 0
+    # cost budgets for large hierarchies (see README "Scale"): per-series AutoETS on at most this many
+    # series (whole levels from the top); the global LightGBM model on at most this many rows (series ×
+    # days: the history is cut to the most recent days that fit)
+    ets_max_series: int = 500
+    lightgbm_max_rows: int = 12_000_000
+    # a Dask scheduler (tcp://host:8786): the statistical models of base_forecasts and backtest_forecasts
+    # run there, through statsforecast's Dask backend (FORECASTING_DASK_SCHEDULER)
+    dask_scheduler: str | None = None
 
     def horizon_for(self, spec: SourceSpec) -> int:
         return int(self.horizon or spec.horizon)
@@ -53,6 +65,13 @@ class ForecastSettings(dg.ConfigurableResource):
         after = series[series["ds"] > pd.Timestamp(self.train_end)]
         dates = sorted(after["ds"].unique())[:horizon]
         return after[after["ds"].isin(dates)].reset_index(drop=True)
+
+    def global_model_start(self, series: pd.DataFrame) -> pd.Timestamp | None:
+        """The first date the global model learns from: the most recent days whose rows (series × days)
+        fit ``lightgbm_max_rows``, never fewer than 8 × 28 days; None when the whole history fits."""
+        dates = np.sort(series["ds"].unique())
+        days = max(self.lightgbm_max_rows // max(series["unique_id"].nunique(), 1), MIN_GLOBAL_DAYS)
+        return None if days >= len(dates) else pd.Timestamp(dates[-days])
 
     def weights_path(self) -> Path | None:
         return _resolve(self.weights_file) if self.weights_file else None

@@ -13,7 +13,6 @@ import pytest
 from forecasting_assets.hierarchy.aggregation import (
     build_hierarchy,
     check_coherence,
-    complete_bottom,
     summing_matrix,
     tags_from_keys,
 )
@@ -169,13 +168,6 @@ def test_gaps_are_filled_with_zero_and_counted(sales: pd.DataFrame) -> None:
     dropped_total = sales.loc[drop & (sales["ds"] == DATES[2]), "y"].sum()
     full_total = sales.loc[sales["ds"] == DATES[2], "y"].sum()
     assert series[(TOTAL_ID, DATES[2])] == full_total - dropped_total
-
-
-def test_complete_bottom_without_gaps_is_unchanged(sales: pd.DataFrame) -> None:
-    bottom_cols = ["store_id", "dept_id", "state_id", "cat_id"]
-    completed, filled = complete_bottom(sales, bottom_cols, "D")
-    assert filled == 0
-    assert len(completed) == len(sales)
 
 
 def test_weekly_gaps_follow_the_frequency() -> None:

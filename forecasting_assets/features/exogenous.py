@@ -78,31 +78,38 @@ def price_exogenous(
     a permanent change fades out). Parent series: the mean ratio of their members. Missing prices
     (before launch) count as regular (1.0). Beyond the last known price the ratio is carried forward
     over the horizon. None when the source has no price.
+
+    Vectorized over a members × periods matrix: the parents' means are one sparse product with the
+    summing structure, so the cost is linear in the number of series.
     """
+    from scipy import sparse
+
+    from forecasting_assets.hierarchy.aggregation import bottom_matrix
+
     if "price" not in sales.columns or sales["price"].notna().sum() == 0:
         return None
-    bottom = sales[[*bottom_columns, "ds", "price"]].copy()
-    bottom["bottom_id"] = bottom[bottom_columns].astype(str).agg("/".join, axis=1)
-    bottom = bottom.sort_values(["bottom_id", "ds"])
+    dates = pd.date_range(sales["ds"].min(), sales["ds"].max(), freq=freq)
+    bottom_ids, prices = bottom_matrix(sales, bottom_columns, "price", dates, fill=np.nan)
     window = max(2, 8 * max(season_length, 1))
-    regular = bottom.groupby("bottom_id", sort=False)["price"].transform(lambda p: p.rolling(window, min_periods=1).max())
-    bottom["price_ratio"] = (bottom["price"] / regular).fillna(1.0).clip(0.0, 2.0)
+    regular = pd.DataFrame(prices.T).rolling(window, min_periods=1).max().to_numpy().T  # NaN prices are skipped
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = np.clip(np.nan_to_num(prices / regular, nan=1.0, posinf=1.0), 0.0, 2.0)
+    future_dates = pd.date_range(dates[-1], periods=horizon + 1, freq=freq)[1:]
+    ratios = np.hstack([ratios, np.repeat(ratios[:, -1:], len(future_dates), axis=1)])
 
-    last = bottom["ds"].max()
-    future_dates = pd.date_range(last, periods=horizon + 1, freq=freq)[1:]
-    last_ratio = bottom.groupby("bottom_id", sort=False)["price_ratio"].last()
-    future = pd.DataFrame(
+    series_ids = pd.Index(structure["unique_id"].drop_duplicates())
+    rows = series_ids.get_indexer(structure["unique_id"])
+    cols = pd.Index(bottom_ids).get_indexer(structure["bottom_id"])
+    known = cols >= 0
+    summing = sparse.csr_matrix((np.ones(known.sum()), (rows[known], cols[known])), shape=(len(series_ids), len(bottom_ids)))
+    counts = np.asarray(summing.sum(axis=1)).reshape(-1, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, (summing @ ratios) / counts, 1.0)
+    all_dates = dates.append(future_dates)
+    return pd.DataFrame(
         {
-            "bottom_id": np.repeat(last_ratio.index.to_numpy(), len(future_dates)),
-            "ds": np.tile(future_dates, len(last_ratio)),
-            "price_ratio": np.repeat(last_ratio.to_numpy(), len(future_dates)),
+            "unique_id": np.repeat(series_ids.to_numpy(dtype=object), len(all_dates)),
+            "ds": np.tile(all_dates.to_numpy(), len(series_ids)),
+            "price_ratio": means.reshape(-1).astype(np.float32),
         }
     )
-    ratios = pd.concat([bottom[["bottom_id", "ds", "price_ratio"]], future], ignore_index=True)
-    per_series = (
-        ratios.merge(structure, on="bottom_id")
-        .groupby(["unique_id", "ds"], as_index=False, observed=True)["price_ratio"]
-        .mean()
-    )
-    per_series["price_ratio"] = per_series["price_ratio"].astype(np.float32)
-    return per_series

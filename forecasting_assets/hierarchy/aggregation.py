@@ -1,4 +1,4 @@
-"""Build every level's series from the bottom sales with hierarchicalforecast's ``aggregate``.
+"""Build every level's series from the bottom sales: one sparse product of the summing matrix and the bottom sales.
 
 Series ids: ``Total`` for the grand total, otherwise the level's values joined by ``/`` in the level's
 column order (``CA``, ``CA_1/FOODS_1``). The bottom level keeps only its own columns in its id even
@@ -13,8 +13,6 @@ import numpy as np
 import pandas as pd
 
 from forecasting_assets.spec import TOTAL_ID, level_name
-
-_TOTAL_COL = "_total"
 
 
 @dataclass
@@ -41,6 +39,19 @@ def tags_from_keys(series_keys: pd.DataFrame) -> dict[str, np.ndarray]:
     return {level: group["unique_id"].to_numpy() for level, group in ordered.groupby("level", sort=False)}
 
 
+def summing_smatrix(structure: pd.DataFrame, series_order: list[str]):
+    """Sparse S as hierarchicalforecast's ``SMatrix`` (what ``aggregate(..., sparse_s=True)`` returns):
+    the summing matrix of a large hierarchy without its dense n × m form."""
+    from hierarchicalforecast.utils import SMatrix
+    from scipy import sparse
+
+    bottom = structure["bottom_id"].drop_duplicates().to_numpy(dtype=object)
+    row = pd.Index(series_order).get_indexer(structure["unique_id"])
+    col = pd.Index(bottom).get_indexer(structure["bottom_id"])
+    matrix = sparse.csc_matrix((np.ones(len(row)), (row, col)), shape=(len(series_order), len(bottom)))
+    return SMatrix(matrix, np.asarray(series_order, dtype=object), bottom)
+
+
 def summing_matrix(structure: pd.DataFrame, series_order: list[str]) -> pd.DataFrame:
     """Dense S (hierarchicalforecast ``S_df``: unique_id column + one column per bottom id)."""
     bottom = list(structure["bottom_id"].drop_duplicates())
@@ -51,20 +62,6 @@ def summing_matrix(structure: pd.DataFrame, series_order: list[str]) -> pd.DataF
     s_df = pd.DataFrame(dense, columns=bottom)
     s_df.insert(0, "unique_id", series_order)
     return s_df
-
-
-def complete_bottom(sales: pd.DataFrame, bottom_columns: list[str], freq: str) -> tuple[pd.DataFrame, int]:
-    """Give every bottom series a row for every period of the common date range (missing = 0 sales)."""
-    start, end = sales["ds"].min(), sales["ds"].max()
-    dates = pd.date_range(start, end, freq=freq)
-    members = sales[bottom_columns].drop_duplicates().reset_index(drop=True)
-    if len(members) * len(dates) == len(sales):
-        return sales, 0
-    grid = members.merge(pd.DataFrame({"ds": dates}), how="cross")
-    completed = grid.merge(sales, on=[*bottom_columns, "ds"], how="left")
-    filled = int(completed["y"].isna().sum())
-    completed["y"] = completed["y"].fillna(0.0)
-    return completed, filled
 
 
 def _bottom_attributes(sales: pd.DataFrame, hierarchy_columns: list[str]) -> pd.DataFrame:
@@ -101,13 +98,41 @@ def _series_keys(members: pd.DataFrame, levels: list[list[str]], hierarchy_colum
     return series_keys[["unique_id", "level", "level_order", *hierarchy_columns]]
 
 
+def _member_ids(members: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """The id of each member's series at the level given by ``columns`` ("Total" for [])."""
+    if not columns:
+        return np.full(len(members), TOTAL_ID, dtype=object)
+    return members[columns].astype(str).agg("/".join, axis=1).to_numpy(dtype=object)
+
+
+def bottom_matrix(
+    frame: pd.DataFrame, bottom: list[str], value: str, dates: pd.DatetimeIndex, fill: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """One value column of a long bottom frame as a members × periods matrix.
+
+    Returns the member ids (the bottom columns joined by ``/``, in order of first appearance) and the
+    matrix, with ``fill`` where a member has no row for a period. Rows must be unique per member and period.
+    """
+    groups = frame.groupby(bottom, sort=False, observed=True, dropna=False).ngroup().to_numpy()
+    _, first_rows = np.unique(groups, return_index=True)  # one row per group, in group-number order
+    ids = _member_ids(frame.iloc[first_rows], bottom)
+    matrix = np.full((len(ids), len(dates)), fill, dtype=np.float64)
+    matrix[groups, dates.get_indexer(frame["ds"])] = frame[value].to_numpy(dtype=np.float64)
+    return ids, matrix
+
+
 def build_hierarchy(sales: pd.DataFrame, levels: list[list[str]], freq: str) -> Hierarchy:
     """Aggregate bottom sales (hierarchy columns, ds, y) to every level.
 
     ``levels`` are lists of grouping columns; [] is the grand total. The finest level (most columns) is
     the bottom; every other hierarchy column must be determined by it (validation guarantees this).
+
+    The aggregation is one sparse product S · Y (S: series × bottom members, one non-zero per member and
+    level; Y: bottom members × periods), so its cost is linear in the number of series: at M5 size
+    (30,490 bottom series, 42,840 series, 1,941 days) hierarchicalforecast's ``aggregate`` on pandas needs
+    a dense S of 42,840 × 30,490 and more memory than a 24 GB machine has.
     """
-    from hierarchicalforecast.utils import aggregate
+    from scipy import sparse
 
     user_levels = [list(level) for level in levels]
     hierarchy_columns = list(dict.fromkeys(col for level in user_levels for col in level))
@@ -117,45 +142,58 @@ def build_hierarchy(sales: pd.DataFrame, levels: list[list[str]], freq: str) -> 
     sizes = [len(members[level].drop_duplicates()) if level else 1 for level in user_levels]
     levels = [level for _, _, level in sorted(zip(sizes, range(len(user_levels)), user_levels), key=lambda t: (t[0], t[1]))]
     bottom = levels[-1]
-    bottom_columns = list(dict.fromkeys([*bottom, *hierarchy_columns]))
-    completed, filled = complete_bottom(sales[[*hierarchy_columns, "ds", "y"]], bottom_columns, freq)
-
+    if not bottom:
+        raise ValueError("The hierarchy needs at least one level with grouping columns (the bottom).")
     if len(members) != len(members[bottom].drop_duplicates()):
         raise ValueError(
             f"The bottom level {bottom} does not determine {sorted(set(hierarchy_columns) - set(bottom))}: "
             "some bottom member belongs to two parents."
         )
     series_keys = _series_keys(members, levels, hierarchy_columns)
-
-    frame = completed.assign(**{_TOTAL_COL: TOTAL_ID})
-    for col in hierarchy_columns:
-        frame[col] = frame[col].astype(str)
-    spec = [[_TOTAL_COL] if not level else list(level) for level in levels[:-1]]
-    spec.append([_TOTAL_COL, *bottom_columns])
-    y_df, s_df, _ = aggregate(frame[[_TOTAL_COL, *bottom_columns, "ds", "y"]], spec)
-
-    # rename the bottom ids "Total/<all columns>" to "<bottom columns>"
-    bottom_members = members.assign(**{_TOTAL_COL: TOTAL_ID}).astype(str)
-    long_ids = bottom_members[[_TOTAL_COL, *bottom_columns]].agg("/".join, axis=1)
-    short_ids = bottom_members[bottom].agg("/".join, axis=1)
-    rename = dict(zip(long_ids, short_ids))
-    y_df["unique_id"] = y_df["unique_id"].replace(rename)
-    s_df["unique_id"] = s_df["unique_id"].replace(rename)
-    s_df = s_df.rename(columns=rename)
-
-    structure = (
-        s_df.melt(id_vars="unique_id", var_name="bottom_id", value_name="s")
-        .query("s > 0")
-        .drop(columns="s")
-        .reset_index(drop=True)
-    )
     order = pd.Index(series_keys["unique_id"])
-    structure = structure.iloc[np.argsort(order.get_indexer(structure["unique_id"]), kind="stable")]
-    series = y_df[["unique_id", "ds", "y"]].reset_index(drop=True)
-    missing = set(series_keys["unique_id"]) ^ set(series["unique_id"].unique())
-    if missing:
-        raise AssertionError(f"aggregate and series_keys disagree on {sorted(missing)[:5]}")
-    return Hierarchy(series=series, structure=structure.reset_index(drop=True), series_keys=series_keys, filled_gaps=filled)
+
+    # S as (series row, member column) pairs: every member belongs to one series of each level
+    rows = np.concatenate([order.get_indexer(_member_ids(members, level)) for level in levels])
+    cols = np.tile(np.arange(len(members)), len(levels))
+    summing = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(order), len(members)))
+    dates = pd.date_range(sales["ds"].min(), sales["ds"].max(), freq=freq)
+    sales_ids, sales_matrix = bottom_matrix(sales, bottom, "y", dates)
+    bottom_ids = _member_ids(members, bottom)
+    bottom_sales = sales_matrix[pd.Index(sales_ids).get_indexer(bottom_ids)]  # rows in members' order
+    filled = len(members) * len(dates) - len(sales)
+    totals = summing @ bottom_sales  # series × periods
+
+    ids = order.to_numpy(dtype=object)
+    series = pd.DataFrame({"unique_id": np.repeat(ids, len(dates)), "ds": np.tile(dates.to_numpy(), len(ids)), "y": totals.reshape(-1)})
+    structure = pd.DataFrame({"unique_id": ids[rows], "bottom_id": bottom_ids[cols]})
+    # series order, and within a series its members in the order of their own (bottom) rows, so that the
+    # summing matrix's columns follow the bottom rows, as hierarchicalforecast's reconcilers assume
+    member_rows = order.get_indexer(bottom_ids)
+    structure = structure.iloc[np.lexsort((member_rows[cols], rows))].reset_index(drop=True)
+    return Hierarchy(series=series, structure=structure, series_keys=series_keys, filled_gaps=int(filled))
+
+
+def stratified_series_sample(series_keys: pd.DataFrame, max_series: int, seed: int = 0) -> list[str] | None:
+    """Up to ``max_series`` series, an equal share per level (a level smaller than its share is taken
+    whole and the rest is shared out among the others); None when every series fits.
+
+    A uniform sample of an M5-size hierarchy would be almost all bottom series (30,490 of 42,840); this
+    one represents the totals, the stores and the departments as much as the items.
+    """
+    if len(series_keys) <= max_series:
+        return None
+    rng = np.random.default_rng(seed)
+    levels = series_keys.groupby("level_order")["unique_id"].apply(list).sort_index()
+    sizes = levels.map(len)
+    quota, left, remaining = {}, max_series, list(sizes.sort_values().index)
+    while remaining:  # the smallest levels first: what they do not use goes to the bigger ones
+        level = remaining.pop(0)
+        quota[level] = min(int(sizes[level]), left // (len(remaining) + 1))
+        left -= quota[level]
+    chosen: list[str] = []
+    for level, ids in levels.items():
+        chosen += ids if quota[level] >= len(ids) else list(rng.choice(np.asarray(ids, dtype=object), size=quota[level], replace=False))
+    return chosen
 
 
 def check_coherence(forecasts: pd.DataFrame, structure: pd.DataFrame, value_columns: list[str]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from forecasting_assets.metadata import frame_metadata
 from forecasting_assets.models import lightgbm_global as lgbm
 from forecasting_assets.models.statistical import (
     STAT_MODELS,
+    affordable_series,
     backtest_statistical_with_fallbacks,
     fallbacks_markdown,
     forecast_statistical_with_fallbacks,
@@ -55,10 +56,17 @@ def statistical_fallback_metadata(context: dg.AssetExecutionContext, fallbacks: 
     return {"statistical_fallback_series": n_series, "statistical_fallbacks": dg.MetadataValue.md(fallbacks_markdown(fallbacks))}
 
 
+def recent_history(frame: pd.DataFrame, start: pd.Timestamp | None) -> pd.DataFrame:
+    """The rows from ``start`` on (all of them when start is None)."""
+    return frame if start is None or frame is None else frame[frame["ds"] >= start].reset_index(drop=True)
+
+
 def _global_inputs(series, exogenous_features, series_features, series_keys, spec, settings):
-    """Training frame and feature setup for the global model."""
+    """Training frame and feature setup for the global model, on the recent history that fits its row budget."""
+    start = settings.global_model_start(series)
+    series = recent_history(series, start)
     statics = lgbm.static_table(series_features, series_keys)
-    frame, static_cols, exog_cols = lgbm.training_frame(series, _exogenous_or_none(exogenous_features), statics)
+    frame, static_cols, exog_cols = lgbm.training_frame(series, recent_history(_exogenous_or_none(exogenous_features), start), statics)
     horizon = settings.horizon_for(spec)
     setup = lgbm.feature_setup(spec.frequency, spec.season_length, series["ds"].nunique(), horizon)
     setup.static_features = static_cols
@@ -195,6 +203,7 @@ def base_forecasts(
     context: dg.AssetExecutionContext,
     hierarchical_series: pd.DataFrame,
     exogenous_features: pd.DataFrame,
+    series_keys: pd.DataFrame,
     source_spec: dict,
     settings: ForecastSettings,
     source: SalesSource,
@@ -217,8 +226,11 @@ def base_forecasts(
             allow_retries=False,
         )
     exogenous = _exogenous_or_none(exogenous_features)
-    history, _, _ = lgbm.training_frame(train, exogenous, model.statics())
-    statistical, statistical_fallbacks = forecast_statistical_with_fallbacks(train, horizon, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
+    start = settings.global_model_start(train)
+    history, _, _ = lgbm.training_frame(recent_history(train, start), recent_history(exogenous, start), model.statics())
+    statistical, statistical_fallbacks = forecast_statistical_with_fallbacks(
+        train, horizon, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs, affordable_series(series_keys, settings.ets_max_series), settings.dask_scheduler
+    )
     global_forecasts, features = lgbm.predict_global_model(model, horizon, exogenous, capture_features=True, history=history)
     forecasts = statistical.merge(global_forecasts, on=["unique_id", "ds"], how="inner")
     if len(forecasts) != len(statistical):
@@ -247,7 +259,9 @@ def backtest_forecasts(
     spec = SourceSpec.from_dict(source_spec)
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
-    statistical, statistical_fallbacks = backtest_statistical_with_fallbacks(train, horizon, settings.n_windows, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs)
+    statistical, statistical_fallbacks = backtest_statistical_with_fallbacks(
+        train, horizon, settings.n_windows, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs, affordable_series(series_keys, settings.ets_max_series), settings.dask_scheduler
+    )
     frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     global_backtest = lgbm.backtest_global_model(frame, setup, lightgbm_tuning["best_params"], horizon, settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs)
     backtest = statistical.merge(global_backtest[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]], on=["unique_id", "ds", "cutoff"], how="inner")

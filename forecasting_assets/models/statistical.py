@@ -23,6 +23,14 @@ fallback is a row of a table ``unique_id, model, error, fallback`` returned besi
 no model can run on at all (in a backtest: shorter than the windows) is left out, with ``fallback`` =
 ``LEFT_OUT``.
 
+Costly models within a budget
+-----------------------------
+AutoETS is fitted per series (~0.1–0.5 s each on 2 cores): at M5 size (42,840 series) that is hours.
+``affordable_series`` picks whole levels from the top while their series fit a budget
+(``ForecastSettings.ets_max_series``); on the other series (the item levels, where the global LightGBM
+model is the affordable one) SeasonalNaive stands in for AutoETS and each such series is listed in the
+fallback table with the reason, so nothing is hidden in the AutoETS column.
+
 Degenerate series that really make AutoETS raise (statsforecast 2.1): fewer than 7 observations
 ("tiny datasets"), 1–3 constant observations (IndexError), NaN/inf in ``y``; with a multiplicative
 ``ets_model`` (e.g. ``MNM``) any series containing a zero. All-zero and constant series of a normal
@@ -44,6 +52,8 @@ NON_FINITE = "non-finite forecast (NaN or inf), e.g. a history shorter than one 
 FORECAST_KEYS = ["unique_id", "ds"]
 BACKTEST_KEYS = ["unique_id", "cutoff", "ds"]  # statsforecast's row order of a cross-validation
 MAX_ERROR_CHARS = 300
+COSTLY_MODELS = ["AutoETS"]  # fitted per series at ~0.1–0.5 s each: only on the series a budget affords
+COST_STAND_IN = "SeasonalNaive"  # stands in for a costly model on the series beyond the budget
 
 # (models, long unique_id/ds/y frame, n_jobs) -> statsforecast output: key columns, one column per model
 ModelRun = Callable[[list, pd.DataFrame, int], pd.DataFrame]
@@ -210,21 +220,82 @@ def run_with_fallbacks(
     return result, fallbacks
 
 
+def affordable_series(series_keys: pd.DataFrame, max_series: int | None) -> list[str] | None:
+    """The series a costly per-series model can afford: whole levels from the top while the count fits.
+
+    None when every series fits (no limit). The top level is always included, so a forecast of the total
+    always has every model.
+    """
+    if max_series is None or len(series_keys) <= max_series:
+        return None
+    sizes = series_keys.groupby("level_order")["unique_id"].size().sort_index()
+    levels = [order for order, total in zip(sizes.index, sizes.cumsum()) if total <= max_series] or [sizes.index[0]]
+    return series_keys.loc[series_keys["level_order"].isin(levels), "unique_id"].tolist()
+
+
+def cost_budget_rows(ids: list[str], budget_note: str) -> pd.DataFrame:
+    """Fallback rows for the series a costly model was not fitted on (listed like any other fallback)."""
+    rows = [{"unique_id": uid, "model": model, "error": budget_note, "fallback": COST_STAND_IN} for model in COSTLY_MODELS for uid in ids]
+    return pd.DataFrame(rows, columns=FALLBACK_COLUMNS)
+
+
+def run_within_budget(
+    run: ModelRun,
+    series: pd.DataFrame,
+    models: list,
+    season_length: int,
+    keys: list[str],
+    n_jobs: int,
+    affordable: list[str] | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``run_with_fallbacks``, with the costly models only on the ``affordable`` series (None: all).
+
+    On the other series the cheap models run as usual and each costly model's column is the
+    ``COST_STAND_IN`` forecast, listed in the fallback table with the reason.
+    """
+    if affordable is None:
+        return run_with_fallbacks(run, series, models, season_length, keys, n_jobs)
+    chosen = series["unique_id"].isin(affordable)
+    full, full_fallbacks = run_with_fallbacks(run, series[chosen], models, season_length, keys, n_jobs)
+    cheap_models = [model for model in models if repr(model) not in COSTLY_MODELS]
+    rest, rest_fallbacks = run_with_fallbacks(run, series[~chosen], cheap_models, season_length, keys, n_jobs)
+    for name in COSTLY_MODELS:
+        rest[name] = rest[COST_STAND_IN]
+    note = f"not fitted (cost): per-series {', '.join(COSTLY_MODELS)} runs on the {series.loc[chosen, 'unique_id'].nunique()} series of the top levels; {COST_STAND_IN} stands in"
+    budget_rows = cost_budget_rows(sorted(rest["unique_id"].unique()), note)
+    combined = pd.concat([full, rest[full.columns]], ignore_index=True).sort_values(keys, kind="stable").reset_index(drop=True)
+    return combined, pd.concat([f for f in (full_fallbacks, rest_fallbacks, budget_rows) if len(f)] or [empty_fallbacks()], ignore_index=True)
+
+
 def forecast_statistical_with_fallbacks(
-    series: pd.DataFrame, horizon: int, freq: str, season_length: int, ets_model: str = "ZNZ", n_jobs: int = 1
+    series: pd.DataFrame,
+    horizon: int,
+    freq: str,
+    season_length: int,
+    ets_model: str = "ZNZ",
+    n_jobs: int = 1,
+    affordable: list[str] | None = None,
+    dask_scheduler: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Forecast ``horizon`` periods after each series' last date: unique_id, ds, one column per model.
 
-    Also returns the fallback table (unique_id, model, error, fallback): the series a model failed on.
+    Also returns the fallback table (unique_id, model, error, fallback): the series a model failed on,
+    and the series beyond ``affordable`` (see ``run_within_budget``). With ``dask_scheduler``
+    (``tcp://host:8786``) the models run on that Dask cluster (statsforecast's Dask backend).
     """
 
     def run(models: list, batch: pd.DataFrame, jobs: int) -> pd.DataFrame:
+        if dask_scheduler:
+            from forecasting_assets.models.distributed import connect_dask, forecast_statistical_dask
+
+            with connect_dask(dask_scheduler) as client:
+                return forecast_statistical_dask(batch, models, freq, horizon, client)
         from statsforecast import StatsForecast
 
         return StatsForecast(models=models, freq=freq, n_jobs=jobs).forecast(df=batch, h=horizon)
 
     models = statistical_models(season_length, ets_model)
-    forecasts, fallbacks = run_with_fallbacks(run, series, models, season_length, FORECAST_KEYS, n_jobs)
+    forecasts, fallbacks = run_within_budget(run, series, models, season_length, FORECAST_KEYS, n_jobs, affordable)
     return clip_negative(forecasts.reset_index(drop=True), STAT_MODELS), fallbacks
 
 
@@ -236,20 +307,28 @@ def backtest_statistical_with_fallbacks(
     season_length: int,
     ets_model: str = "ZNZ",
     n_jobs: int = 1,
+    affordable: list[str] | None = None,
+    dask_scheduler: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rolling-origin backtest: ``n_windows`` windows of ``horizon`` periods, step = horizon.
 
     Returns unique_id, ds, cutoff, y, one column per model; and the fallback table. A model that fails on
-    a series in any window is replaced by its fallback in every window of that series.
+    a series in any window is replaced by its fallback in every window of that series. With
+    ``dask_scheduler`` the models run on that Dask cluster.
     """
 
     def run(models: list, batch: pd.DataFrame, jobs: int) -> pd.DataFrame:
+        if dask_scheduler:
+            from forecasting_assets.models.distributed import backtest_statistical_dask, connect_dask
+
+            with connect_dask(dask_scheduler) as client:
+                return backtest_statistical_dask(batch, models, freq, horizon, n_windows, client)
         from statsforecast import StatsForecast
 
         return StatsForecast(models=models, freq=freq, n_jobs=jobs).cross_validation(df=batch, h=horizon, n_windows=n_windows, step_size=horizon)
 
     models = statistical_models(season_length, ets_model)
-    backtest, fallbacks = run_with_fallbacks(run, series, models, season_length, BACKTEST_KEYS, n_jobs)
+    backtest, fallbacks = run_within_budget(run, series, models, season_length, BACKTEST_KEYS, n_jobs, affordable)
     return clip_negative(backtest.reset_index(drop=True), STAT_MODELS), fallbacks
 
 

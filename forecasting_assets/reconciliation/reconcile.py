@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from forecasting_assets.hierarchy.aggregation import summing_matrix, tags_from_keys
+from forecasting_assets.hierarchy.aggregation import summing_matrix, summing_smatrix, tags_from_keys
 
 BASE_METHOD = "base"
 MAX_REASON_CHARS = 300
@@ -57,16 +57,21 @@ def is_strictly_hierarchical(series_keys: pd.DataFrame, structure: pd.DataFrame)
     return True
 
 
+DENSE_LIMIT = 3000  # series: above it, only the sparse methods (no dense n × n matrix, no dense S)
+
+
 def reconcilers(
-    n_series: int, strictly_hierarchical: bool, with_residuals: bool, dense_limit: int = 3000
+    n_series: int, strictly_hierarchical: bool, with_residuals: bool, dense_limit: int = DENSE_LIMIT
 ) -> tuple[list[ReconcilerChoice], dict[str, str]]:
     """The reconcilers that apply here, and the ones skipped with the reason."""
-    from hierarchicalforecast.methods import BottomUp, MinTrace, MinTraceSparse, TopDown
+    from hierarchicalforecast.methods import BottomUp, BottomUpSparse, MinTrace, MinTraceSparse, TopDown, TopDownSparse
 
-    chosen = [ReconcilerChoice("BottomUp", BottomUp(), False)]
+    # BottomUpSparse gives BottomUp's numbers without the dense S (its columns are named BottomUp)
+    chosen = [ReconcilerChoice("BottomUp", BottomUp() if n_series <= dense_limit else BottomUpSparse(), False)]
     skipped: dict[str, str] = {}
     if strictly_hierarchical:
-        chosen.append(ReconcilerChoice("TopDown_method-forecast_proportions", TopDown(method="forecast_proportions"), False))
+        top_down = TopDown if n_series <= dense_limit else TopDownSparse
+        chosen.append(ReconcilerChoice("TopDown_method-forecast_proportions", top_down(method="forecast_proportions"), False))
     else:
         skipped["TopDown"] = "the hierarchy is grouped (not strictly hierarchical); TopDown needs a tree"
     if n_series <= dense_limit:
@@ -101,7 +106,7 @@ def _reconciled_columns(
         )
     new_cols = [c for c in result.columns if c not in y_hat.columns]
     out = result[["unique_id", "ds", *new_cols]]
-    return out.rename(columns={c: c.replace("_nonnegative-True", "") for c in new_cols})
+    return out.rename(columns={c: c.replace("_nonnegative-True", "").replace("BottomUpSparse", "BottomUp").replace("TopDownSparse", "TopDown") for c in new_cols})
 
 
 def run_method(
@@ -163,8 +168,9 @@ def reconcile(
     if strictly_hierarchical is None:
         strictly_hierarchical = is_strictly_hierarchical(series_keys, structure)
     with_residuals = residuals is not None and len(residuals) > 0
-    choices, skipped = reconcilers(len(order), strictly_hierarchical, with_residuals)
-    s_df = summing_matrix(structure, order)
+    choices, skipped = reconcilers(len(order), strictly_hierarchical, with_residuals, dense_limit=DENSE_LIMIT)
+    # a large hierarchy's S stays sparse: dense, M5's would be 42,840 × 30,490 float64 (10 GB)
+    s_df = summing_smatrix(structure, order) if len(order) > DENSE_LIMIT else summing_matrix(structure, order)
     tags = tags_from_keys(series_keys)
     y_hat = base[["unique_id", "ds", *models]].copy()
     unusable = non_finite_models(y_hat, models)
