@@ -25,7 +25,7 @@ class SalesSource(dg.ConfigurableResource):
         return _resolve(self.landing_folder) if self.landing_folder else landing_dir()
 
 
-MIN_GLOBAL_DAYS = 224  # the global model always sees at least 8 × 28 days
+MIN_GLOBAL_DAYS = 140  # the global model always sees at least 5 × 28 days
 
 
 class ForecastSettings(dg.ConfigurableResource):
@@ -44,7 +44,10 @@ class ForecastSettings(dg.ConfigurableResource):
     # series (whole levels from the top); the global LightGBM model on at most this many rows (series ×
     # days: the history is cut to the most recent days that fit)
     ets_max_series: int = 500
-    lightgbm_max_rows: int = 12_000_000
+    lightgbm_max_rows: int = 6_000_000
+    # the global model is refit for every backtest / CV window while its training frame has at most this
+    # many rows; above, it is fit once before the first window and forecasts them all (n_windows× cheaper)
+    refit_max_rows: int = 3_000_000
     # a Dask scheduler (tcp://host:8786): the statistical models of base_forecasts and backtest_forecasts
     # run there, through statsforecast's Dask backend (FORECASTING_DASK_SCHEDULER)
     dask_scheduler: str | None = None
@@ -68,10 +71,14 @@ class ForecastSettings(dg.ConfigurableResource):
 
     def global_model_start(self, series: pd.DataFrame) -> pd.Timestamp | None:
         """The first date the global model learns from: the most recent days whose rows (series × days)
-        fit ``lightgbm_max_rows``, never fewer than 8 × 28 days; None when the whole history fits."""
+        fit ``lightgbm_max_rows``, never fewer than ``MIN_GLOBAL_DAYS``; None when the whole history fits."""
         dates = np.sort(series["ds"].unique())
         days = max(self.lightgbm_max_rows // max(series["unique_id"].nunique(), 1), MIN_GLOBAL_DAYS)
         return None if days >= len(dates) else pd.Timestamp(dates[-days])
+
+    def refit_windows(self, training_rows: int) -> bool:
+        """Whether backtests refit the global model per window (see ``refit_max_rows``)."""
+        return training_rows <= self.refit_max_rows
 
     def weights_path(self) -> Path | None:
         return _resolve(self.weights_file) if self.weights_file else None

@@ -492,7 +492,7 @@ def test_the_dockerfile_installs_the_lock_file_and_the_package():
 def test_the_readme_gives_the_commands_the_tests_use():
     text = README.read_text()
     for command in (
-        "cp deploy/postgres/dagster.yaml",
+        "make dev DAGSTER_YAML=deploy/postgres/dagster.yaml DAGSTER_HOME=",
         "dagster-celery worker start -A dagster_celery.app -y deploy/celery/run_config.yaml",
         "-c deploy/celery/run_config.yaml",
         "FORECASTING_EXECUTOR=celery",

@@ -433,8 +433,8 @@ def test_validation_quarantines_seeded_bad_rows(tmp_path: Path) -> None:
     assert by_line.loc[30, "column"] == "store_id/item_id/ds"
 
     assert validated.dtypes.astype(str).to_dict() == {
-        "store_id": "string", "dept_id": "string", "item_id": "string", "ds": "datetime64[ns]", "y": "float64",
-        "source_file": "string",
+        "store_id": "category", "dept_id": "category", "item_id": "category", "ds": "datetime64[ns]", "y": "float64",
+        "source_file": "category",
     }
     expected_order = validated.sort_values(["store_id", "dept_id", "item_id", "ds"]).index.tolist()
     assert validated.index.tolist() == expected_order == list(range(good))

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from forecasting_assets.ingest.landing import ARCHIVE, find_batch, read_landing_file, read_manifest, source_spec_for_landing
@@ -179,8 +180,14 @@ def quarantine_is_empty(sales_quarantine: pd.DataFrame) -> dg.AssetCheckResult:
 
 def latest_day_coverage(validated_sales: pd.DataFrame, id_columns: list[str], lookback: int = 7) -> tuple[float, dict]:
     """Bottom series with a row on the latest day, relative to the mean of the ``lookback`` days before."""
-    keys = validated_sales[id_columns].astype(str).agg("|".join, axis=1) if id_columns else pd.Series("all", index=validated_sales.index)
-    per_day = keys.groupby(validated_sales["ds"]).nunique().sort_index()
+    dates = np.sort(validated_sales["ds"].unique())
+    recent = validated_sales[validated_sales["ds"] >= dates[-min(len(dates), lookback + 1)]] if len(dates) else validated_sales
+    keys = (
+        recent.groupby(id_columns, sort=False, observed=True, dropna=False).ngroup()
+        if id_columns
+        else pd.Series(0, index=recent.index)
+    )
+    per_day = keys.groupby(recent["ds"]).nunique().sort_index()
     if len(per_day) < 2:
         return 1.0, {"latest_day": str(per_day.index.max().date()) if len(per_day) else "none"}
     latest = per_day.iloc[-1]

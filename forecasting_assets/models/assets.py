@@ -107,9 +107,12 @@ def lightgbm_tuning(
         study_name=study_name,
         seed=settings.seed,
         n_jobs=settings.n_jobs,
+        refit=settings.refit_windows(len(frame)),
     )
     context.add_output_metadata(
         {
+            "training_rows": len(frame),
+            "refit_per_window": settings.refit_windows(len(frame)),
             "best_cv_rmsse": summary["best_value"],
             "trials_total": summary["n_trials_total"],
             "trials_this_run": summary["n_trials_this_run"],
@@ -263,12 +266,13 @@ def backtest_forecasts(
         train, horizon, settings.n_windows, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs, affordable_series(series_keys, settings.ets_max_series), settings.dask_scheduler
     )
     frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
-    global_backtest = lgbm.backtest_global_model(frame, setup, lightgbm_tuning["best_params"], horizon, settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs)
+    refit = settings.refit_windows(len(frame))
+    global_backtest = lgbm.backtest_global_model(frame, setup, lightgbm_tuning["best_params"], horizon, settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs, refit=refit)
     backtest = statistical.merge(global_backtest[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]], on=["unique_id", "ds", "cutoff"], how="inner")
     if len(backtest) != len(statistical):
         raise RuntimeError("statistical and LightGBM backtests do not cover the same windows")
     fallbacks = statistical_fallback_metadata(context, statistical_fallbacks, "backtest_forecasts")
-    context.add_output_metadata({**frame_metadata(backtest), "windows": settings.n_windows, "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique())), **fallbacks})
+    context.add_output_metadata({**frame_metadata(backtest), "windows": settings.n_windows, "lightgbm_training_rows": len(frame), "lightgbm_refit_per_window": refit, "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique())), **fallbacks})
     return backtest
 
 
@@ -315,7 +319,9 @@ def model_promotion(
             scored["champion"] = scored["candidate"]
         else:
             frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
-            rerun = lgbm.backtest_global_model(frame, setup, champion_model.params, settings.horizon_for(spec), settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs)
+            rerun = lgbm.backtest_global_model(
+                frame, setup, champion_model.params, settings.horizon_for(spec), settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs, refit=settings.refit_windows(len(frame))
+            )
             scored = scored.merge(rerun[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]].rename(columns={lgbm.MODEL_NAME: "champion"}), on=["unique_id", "ds", "cutoff"], how="left")
     scores = backtest_wrmsse(scored, train, series_keys, settings)
     drift_share = float(drift_report["drift_share"].iloc[0]) if len(drift_report) else 0.0

@@ -27,13 +27,15 @@ def suggest_params(trial) -> dict:
     }
 
 
-def cv_rmsse(frame: pd.DataFrame, setup: FeatureSetup, params: dict, horizon: int, n_windows: int, n_jobs: int = 1) -> float:
-    """Mean RMSSE (one-step scale) of the global model over series and CV windows."""
+def cv_rmsse(
+    frame: pd.DataFrame, setup: FeatureSetup, params: dict, horizon: int, n_windows: int, n_jobs: int = 1, refit: bool = True
+) -> float:
+    """Mean RMSSE (one-step scale) of the global model over series and CV windows (``refit``: per window)."""
     from utilsforecast.losses import rmsse
 
     mlf = make_mlforecast(setup, params, n_jobs=n_jobs)
     cv = mlf.cross_validation(
-        frame, n_windows=n_windows, h=horizon, step_size=horizon, static_features=setup.static_features
+        frame, n_windows=n_windows, h=horizon, step_size=horizon, static_features=setup.static_features, refit=refit
     )
     scores = []
     for cutoff, window in cv.groupby("cutoff"):
@@ -54,6 +56,7 @@ def tune(
     study_name: str,
     seed: int = 0,
     n_jobs: int = 1,
+    refit: bool = True,
 ) -> dict:
     """Add up to ``n_trials`` trials (or ``timeout_s`` seconds) to the persisted study; return its summary."""
     import optuna
@@ -72,7 +75,7 @@ def tune(
         study.enqueue_trial(_defaults_as_trial())
     started = time.perf_counter()
     study.optimize(
-        lambda trial: cv_rmsse(frame, setup, suggest_params(trial), horizon, n_windows, n_jobs),
+        lambda trial: cv_rmsse(frame, setup, suggest_params(trial), horizon, n_windows, n_jobs, refit),
         n_trials=n_trials,
         timeout=timeout_s,
         catch=(ValueError,),
