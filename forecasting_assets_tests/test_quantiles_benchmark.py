@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting_assets.benchmarks.m5_accuracy import MemorySampler, forecasts_table, summarize
+from forecasting_assets.benchmarks.m5_accuracy import forecasts_table, summarize
+from forecasting_assets.benchmarks.measure import MemorySampler
 from forecasting_assets.evaluation.metrics import m5_keys
 from forecasting_assets.models.statistical import forecast_ets_quantiles
 from forecasting_assets.reconciliation.quantiles import M5_QUANTILES, conformal_quantiles

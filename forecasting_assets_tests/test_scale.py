@@ -221,3 +221,18 @@ def test_large_hierarchies_reconcile_with_sparse_methods_only(hierarchy, monkeyp
     assert f"AutoETS/MinTraceSparse_method-wls_struct" in columns
     gaps = check_coherence(sparse_out, hierarchy.structure, columns)
     assert gaps["max_abs_gap"].max() < 1e-6
+
+
+def test_budget_rows_are_counted_apart_from_failures() -> None:
+    """The series AutoETS was not fitted on by budget are expected: counted in their own metadata, not as
+    failures, and no warning."""
+    import dagster as dg
+
+    from forecasting_assets.models.assets import statistical_fallback_metadata
+    from forecasting_assets.models.statistical import cost_budget_rows
+
+    budget = cost_budget_rows(["a/1", "a/2"], "not fitted (cost): per-series AutoETS runs on the 3 series of the top levels")
+    failed = pd.DataFrame([{"unique_id": "b", "model": "AutoETS", "error": "ValueError: tiny datasets", "fallback": "SeasonalNaive"}])
+    meta = statistical_fallback_metadata(dg.build_asset_context(), pd.concat([budget, failed], ignore_index=True), "base_forecasts")
+    assert meta["statistical_fallback_series"] == 1 and meta["series_without_autoets_by_budget"] == 2
+    assert "tiny datasets" in meta["statistical_fallbacks"].value and "a/1" not in meta["statistical_fallbacks"].value

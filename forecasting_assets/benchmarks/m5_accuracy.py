@@ -25,49 +25,17 @@ import json
 import os
 import resource
 import shutil
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from forecasting_assets.benchmarks.measure import MemorySampler, step_timings
 from forecasting_assets.paths import shared_m5_folder
 
 ES_BOTTOM_UP = "AutoETS/BottomUp"
 BASELINE = "SeasonalNaive"
 ETS_INTERVALS = "AutoETS intervals"
-
-
-@dataclass
-class MemorySampler:
-    """Samples this process's resident memory every ``interval`` seconds (to attribute peaks to stages)."""
-
-    interval: float = 0.2
-    samples: list[tuple[float, int]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.time(), self._rss()))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "MemorySampler":
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def peak_between(self, start: float, end: float) -> int:
-        inside = [rss for t, rss in self.samples if start <= t <= end]
-        return max(inside) if inside else 0
 
 
 def prepare_source(sales: Path, calendar: Path, folder: Path) -> Path:
@@ -102,25 +70,12 @@ def run_graph(source: Path, home: Path, train_end: pd.Timestamp, horizon: int, w
             "settings": ForecastSettings(train_end=str(train_end.date()), horizon=horizon, weights_file=str(weights)),
         }
     )
-    stages: dict[str, dict] = {}
     with MemorySampler() as sampler, dg.DagsterInstance.ephemeral(tempdir=str(home / "dagster_home")) as instance:
         result = defs.resolve_job_def("full_pipeline_job").execute_in_process(
             instance=instance,
             run_config={"ops": {"lightgbm_tuning": {"config": {"n_trials": trials}}}},
         )
-        starts: dict[str, float] = {}
-        for entry in instance.all_logs(result.run_id):
-            event = entry.dagster_event
-            if event is None:
-                continue
-            if event.event_type_value == "STEP_START":
-                starts[event.step_key] = entry.timestamp
-            elif event.event_type_value == "STEP_SUCCESS":
-                start = starts.get(event.step_key, entry.timestamp)
-                stages[event.step_key] = {
-                    "seconds": round(entry.timestamp - start, 2),
-                    "peak_rss_gb": round(sampler.peak_between(start, entry.timestamp) / 2**30, 3),
-                }
+        stages = step_timings(instance, result.run_id, sampler)
     return stages, {"run_id": result.run_id, "success": result.success}
 
 
@@ -245,7 +200,7 @@ def print_report(scores: dict, wrmsse: pd.DataFrame, chosen: str, out: Path) -> 
         print("\nsummary:", json.dumps({k: v for k, v in scores["summary"].items() if k != "mean_wrmsse"}, indent=2))
     print("\nper stage (seconds, peak RSS GB):")
     for stage, numbers in scores["stages"].items():
-        print(f"  {stage:<62} {numbers.get('seconds', ''):>8}  {numbers.get('peak_rss_gb', '')}")
+        print(f"  {stage:<62} {numbers.get('seconds', ''):>8}  {numbers.get('peak_gb', '')}")
     print(f"\ntotal {scores['total_seconds']} s, peak RSS {scores['peak_rss_gb']} GB")
 
 

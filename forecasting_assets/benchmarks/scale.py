@@ -24,29 +24,13 @@ import shutil
 import time
 from pathlib import Path
 
-from forecasting_assets.benchmarks.m5_accuracy import MemorySampler
+from forecasting_assets.benchmarks.measure import TreeMemorySampler, step_timings
 
 M5_SIZE = 30490
 BENCH_DIR = Path("data") / "bench"
 SCALE_DIR = BENCH_DIR / "scale"
 RESULTS = BENCH_DIR / "scale.json"
 SEED = 7
-
-
-class TreeMemorySampler(MemorySampler):
-    """Resident memory of this process plus all its descendants (worker pools, forkserver children)."""
-
-    def _rss(self) -> int:
-        import psutil
-
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:  # exited between listing and reading
-                pass
-        return total
 
 
 def shape_for(n_series: int, days: int):
@@ -91,20 +75,7 @@ def execute_job(defs, instance, job: str, run_config: dict | None = None, partit
             instance=instance, run_config=run_config, partition_key=partition_key, raise_on_error=False
         )
         end = time.time()
-    starts: dict[str, float] = {}
-    for entry in instance.all_logs(result.run_id):
-        event = entry.dagster_event
-        if event is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            starts[event.step_key] = entry.timestamp
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            began = starts.get(event.step_key, entry.timestamp)
-            steps[event.step_key] = {
-                "seconds": round(entry.timestamp - began, 2),
-                "peak_gb": round(sampler.peak_between(began, entry.timestamp) / 2**30, 2),
-                **({"failed": True} if event.event_type_value == "STEP_FAILURE" else {}),
-            }
+    steps = step_timings(instance, result.run_id, sampler)
     return {
         "job": job,
         "success": result.success,

@@ -11,6 +11,7 @@ import pandas as pd
 from forecasting_assets.metadata import frame_metadata
 from forecasting_assets.models import lightgbm_global as lgbm
 from forecasting_assets.models.statistical import (
+    NOT_FITTED_FOR_COST,
     STAT_MODELS,
     affordable_series,
     backtest_statistical_with_fallbacks,
@@ -48,12 +49,19 @@ def _exogenous_or_none(exogenous_features: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def statistical_fallback_metadata(context: dg.AssetExecutionContext, fallbacks: pd.DataFrame, stage: str) -> dict:
-    """Metadata listing the series a statistical model failed on (and the fallback used); a warning in the log."""
-    n_series = int(fallbacks["unique_id"].nunique())
+    """Metadata listing the series a statistical model failed on (and the fallback used), with a warning in
+    the log, and how many series a costly model was not fitted on by its budget (expected, no warning)."""
+    by_budget = fallbacks["error"].str.startswith(NOT_FITTED_FOR_COST)
+    failed = fallbacks[~by_budget]
+    n_series = int(failed["unique_id"].nunique())
     if n_series:
-        shown = ", ".join(map(str, fallbacks["unique_id"].drop_duplicates().head(10)))
-        context.log.warning(f"{stage}: {n_series} series fell back to a simpler model for {len(fallbacks)} (series, model) pairs: {shown}{' …' if n_series > 10 else ''}")
-    return {"statistical_fallback_series": n_series, "statistical_fallbacks": dg.MetadataValue.md(fallbacks_markdown(fallbacks))}
+        shown = ", ".join(map(str, failed["unique_id"].drop_duplicates().head(10)))
+        context.log.warning(f"{stage}: {n_series} series fell back to a simpler model for {len(failed)} (series, model) pairs: {shown}{' …' if n_series > 10 else ''}")
+    return {
+        "statistical_fallback_series": n_series,
+        "statistical_fallbacks": dg.MetadataValue.md(fallbacks_markdown(failed)),
+        "series_without_autoets_by_budget": int(fallbacks.loc[by_budget, "unique_id"].nunique()),
+    }
 
 
 def recent_history(frame: pd.DataFrame, start: pd.Timestamp | None) -> pd.DataFrame:

@@ -54,6 +54,7 @@ BACKTEST_KEYS = ["unique_id", "cutoff", "ds"]  # statsforecast's row order of a 
 MAX_ERROR_CHARS = 300
 COSTLY_MODELS = ["AutoETS"]  # fitted per series at ~0.1–0.5 s each: only on the series a budget affords
 COST_STAND_IN = "SeasonalNaive"  # stands in for a costly model on the series beyond the budget
+NOT_FITTED_FOR_COST = "not fitted (cost)"  # how the fallback table's error column starts for those series
 
 # (models, long unique_id/ds/y frame, n_jobs) -> statsforecast output: key columns, one column per model
 ModelRun = Callable[[list, pd.DataFrame, int], pd.DataFrame]
@@ -261,7 +262,7 @@ def run_within_budget(
     rest, rest_fallbacks = run_with_fallbacks(run, series[~chosen], cheap_models, season_length, keys, n_jobs)
     for name in COSTLY_MODELS:
         rest[name] = rest[COST_STAND_IN]
-    note = f"not fitted (cost): per-series {', '.join(COSTLY_MODELS)} runs on the {series.loc[chosen, 'unique_id'].nunique()} series of the top levels; {COST_STAND_IN} stands in"
+    note = f"{NOT_FITTED_FOR_COST}: per-series {', '.join(COSTLY_MODELS)} runs on the {series.loc[chosen, 'unique_id'].nunique()} series of the top levels; {COST_STAND_IN} stands in"
     budget_rows = cost_budget_rows(sorted(rest["unique_id"].unique()), note)
     combined = pd.concat([full, rest[full.columns]], ignore_index=True).sort_values(keys, kind="stable").reset_index(drop=True)
     return combined, pd.concat([f for f in (full_fallbacks, rest_fallbacks, budget_rows) if len(f)] or [empty_fallbacks()], ignore_index=True)

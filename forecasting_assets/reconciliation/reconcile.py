@@ -57,7 +57,7 @@ def is_strictly_hierarchical(series_keys: pd.DataFrame, structure: pd.DataFrame)
     return True
 
 
-DENSE_LIMIT = 3000  # series: above it, only the sparse methods (no dense n × n matrix, no dense S)
+DENSE_LIMIT = 1000  # series: above it, only the sparse methods (no dense n × n matrix or S, no non-negative QP per day)
 
 
 def reconcilers(
