@@ -18,7 +18,7 @@ endif
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export FORECASTING_ASSETS_HOME := $(CURDIR)
 
-.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium audit docs bench-soak bench-load bench-scale bench-nightly
+.PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium audit docs bench-soak bench-load bench-scale bench-nightly postgresql
 
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on our CI machine), nothing would ever write the
 # .pyc files, and every process — each run worker, code server, test subprocess — would compile dagster,
@@ -55,9 +55,19 @@ run: install dagster-home $(if $(SOURCE),,demo)
 	$(PY) -m forecasting_assets.report
 
 # the daemon end-to-end test (webserver, daemon, browser) runs in its own pytest process; plain `pytest` leaves it out
-test: install dagster-home chromium
+test: install dagster-home chromium postgresql
 	$(VENV)/bin/pytest -q
 	$(VENV)/bin/pytest -q -m daemon --basetemp=data/.pytest-tmp-daemon
+
+# Debian's PostgreSQL server binaries for the deployment tests (a throwaway server on 127.0.0.1 holds the Dagster
+# instance; the Celery worker test runs on it); where apt-get cannot install them, those tests skip with the reason
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi; \
+		echo "installing Debian's postgresql for the deployment tests"; \
+		( DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends postgresql ) >/dev/null 2>&1 \
+		|| echo "could not install postgresql: the PostgreSQL and Celery deployment tests will skip"; }
 
 # Debian's chromium for the browser test (Playwright drives it; no browser download). Where apt-get cannot
 # install it (no root, no Debian), the browser test skips and says why.

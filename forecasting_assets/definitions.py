@@ -7,7 +7,8 @@ FORECASTING_DRIFT_THRESHOLD / FORECASTING_ERROR_THRESHOLD / FORECASTING_APPROVAL
 FORECASTING_RETRAIN_TRIALS / FORECASTING_RETRAIN_TIMEOUT_S (the retrain's Optuna budget),
 FORECASTING_WEBHOOK_URL (alerts), FORECASTING_TIMEZONE (the nightly schedule),
 FORECASTING_EXECUTOR (``in_process``, ``celery``, ``k8s``; default multiprocess; see deploy/README.md), FORECASTING_SENSOR_INTERVAL_SECONDS (default 30),
-FORECASTING_DASK_SCHEDULER (``tcp://host:8786``: the statistical models run on that Dask cluster).
+FORECASTING_DASK_SCHEDULER (``tcp://host:8786``: the statistical models run on that Dask cluster),
+FORECASTING_ETS_MAX_SERIES / FORECASTING_LIGHTGBM_MAX_ROWS / FORECASTING_REFIT_MAX_ROWS (cost budgets, README "Scale").
 """
 
 
@@ -51,6 +52,15 @@ def build_resources() -> dict:
             horizon=int(horizon) if horizon else None,
             weights_file=env("FORECASTING_WEIGHTS"),
             dask_scheduler=env("FORECASTING_DASK_SCHEDULER"),
+            **{
+                field: int(value)
+                for field, name in [
+                    ("ets_max_series", "FORECASTING_ETS_MAX_SERIES"),
+                    ("lightgbm_max_rows", "FORECASTING_LIGHTGBM_MAX_ROWS"),
+                    ("refit_max_rows", "FORECASTING_REFIT_MAX_ROWS"),
+                ]
+                if (value := env(name)) is not None
+            },
         ),
         "automation": AutomationSettings(
             **{

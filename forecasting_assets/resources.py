@@ -72,8 +72,12 @@ class ForecastSettings(dg.ConfigurableResource):
     def global_model_start(self, series: pd.DataFrame) -> pd.Timestamp | None:
         """The first date the global model learns from: the most recent days whose rows (series × days)
         fit ``lightgbm_max_rows``, never fewer than ``MIN_GLOBAL_DAYS``; None when the whole history fits."""
-        dates = np.sort(series["ds"].unique())
-        days = max(self.lightgbm_max_rows // max(series["unique_id"].nunique(), 1), MIN_GLOBAL_DAYS)
+        return self.global_start_for(series["unique_id"].nunique(), series["ds"].unique())
+
+    def global_start_for(self, n_series: int, dates) -> pd.Timestamp | None:
+        """``global_model_start`` for ``n_series`` series over ``dates``."""
+        dates = np.sort(np.asarray(dates))
+        days = max(self.lightgbm_max_rows // max(n_series, 1), MIN_GLOBAL_DAYS)
         return None if days >= len(dates) else pd.Timestamp(dates[-days])
 
     def refit_windows(self, training_rows: int) -> bool:

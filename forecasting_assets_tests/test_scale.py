@@ -236,3 +236,15 @@ def test_budget_rows_are_counted_apart_from_failures() -> None:
     meta = statistical_fallback_metadata(dg.build_asset_context(), pd.concat([budget, failed], ignore_index=True), "base_forecasts")
     assert meta["statistical_fallback_series"] == 1 and meta["series_without_autoets_by_budget"] == 2
     assert "tiny datasets" in meta["statistical_fallbacks"].value and "a/1" not in meta["statistical_fallbacks"].value
+
+
+def test_cost_budgets_come_from_the_environment(monkeypatch) -> None:
+    from forecasting_assets.definitions import build_resources
+
+    assert build_resources()["settings"].ets_max_series == ForecastSettings().ets_max_series
+    monkeypatch.setenv("FORECASTING_ETS_MAX_SERIES", "42")
+    monkeypatch.setenv("FORECASTING_LIGHTGBM_MAX_ROWS", "1000")
+    monkeypatch.setenv("FORECASTING_REFIT_MAX_ROWS", "10")
+    settings = build_resources()["settings"]
+    assert (settings.ets_max_series, settings.lightgbm_max_rows, settings.refit_max_rows) == (42, 1000, 10)
+    assert settings.refit_windows(10) and not settings.refit_windows(11)

@@ -57,17 +57,28 @@ def exogenous_features(
     settings: ForecastSettings,
 ) -> pd.DataFrame:
     spec = SourceSpec.from_dict(source_spec)
-    calendar = calendar_exogenous(series_keys, sales_calendar if len(sales_calendar) else None)
+    horizon = settings.horizon_for(spec)
+    # only the days the global model can see (its row budget): at M5 size every day of every series would be
+    # 84 M rows, 10× what the models read
+    start = settings.global_start_for(len(series_keys), settings.training_part(validated_sales[["ds"]])["ds"].unique())
+    first_day = None if start is None else start - pd.tseries.frequencies.to_offset(spec.frequency) * (settings.n_windows * horizon)
+    calendar_days = sales_calendar if first_day is None or not len(sales_calendar) else sales_calendar[pd.to_datetime(sales_calendar["ds"]) >= first_day]
+    calendar = calendar_exogenous(series_keys, calendar_days if len(calendar_days) else None)
     bottom_level = series_keys.loc[series_keys["level_order"].idxmax(), "level"]
     bottom_columns = [] if bottom_level == "total" else bottom_level.split("/")
+    priced = settings.training_part(validated_sales) if "price" in validated_sales else validated_sales
+    if first_day is not None and "price" in priced:  # and the weeks the regular price looks back over
+        priced = priced[priced["ds"] >= first_day - pd.tseries.frequencies.to_offset(spec.frequency) * (8 * max(spec.season_length, 1))]
     prices = price_exogenous(
-        settings.training_part(validated_sales) if "price" in validated_sales else validated_sales,
+        priced,
         bottom_columns,
         hierarchy_structure,
         spec.season_length,
-        settings.horizon_for(spec),
+        horizon,
         spec.frequency,
     )
+    if prices is not None and first_day is not None:
+        prices = prices[prices["ds"] >= first_day].reset_index(drop=True)
     frames = [f for f in (calendar, prices) if f is not None]
     if not frames:
         exogenous = pd.DataFrame({"unique_id": pd.Series(dtype=str), "ds": pd.Series(dtype="datetime64[ns]")})
@@ -76,5 +87,11 @@ def exogenous_features(
     else:
         exogenous = calendar.merge(prices, on=["unique_id", "ds"], how="outer")
         exogenous["price_ratio"] = exogenous["price_ratio"].fillna(1.0)
-    context.add_output_metadata({**frame_metadata(exogenous), "columns": ", ".join(exogenous.columns[2:]) or "none (no calendar, no prices)"})
+    context.add_output_metadata(
+        {
+            **frame_metadata(exogenous),
+            "columns": ", ".join(exogenous.columns[2:]) or "none (no calendar, no prices)",
+            "first_day": "the calendar's first" if first_day is None else f"{first_day.date()} (the global model's row budget)",
+        }
+    )
     return exogenous
