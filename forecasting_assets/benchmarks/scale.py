@@ -158,6 +158,21 @@ def growth_exponents(results: dict) -> dict[str, dict[str, float]]:
     return exponents
 
 
+def markdown_table(results: dict) -> str:
+    """The per-step table as Markdown (the README's Scale section): seconds and peak GiB per size, growth b."""
+    sizes = sorted(results, key=int)
+    exponents = growth_exponents(results)
+    steps = sorted({s for size in sizes for s in results[size]["steps"]}, key=lambda s: -max(results[z]["steps"].get(s, {}).get("seconds", 0) for z in sizes))
+    head = "| step | " + " | ".join(f"n={int(z):,}: s / GiB" for z in sizes) + " | growth b |"
+    lines = [head, "|---|" + "---:|" * len(sizes) + "---|"]
+    for step in steps:
+        cells = [f"{results[z]['steps'][step]['seconds']:.0f} / {results[z]['steps'][step]['peak_gb']:.1f}" if step in results[z]["steps"] else "–" for z in sizes]
+        lines.append(f"| {step} | " + " | ".join(cells) + " | " + ", ".join(f"{v}" for v in exponents.get(step, {}).values()) + " |")
+    totals = [f"**{results[z]['total_seconds'] / 60:.1f} min / {results[z]['peak_gb']:.1f}**" for z in sizes]
+    lines.append("| **whole graph** | " + " | ".join(totals) + " | " + ", ".join(f"{v}" for v in exponents.get("total", {}).values()) + " |")
+    return "\n".join(lines)
+
+
 def print_report(results: dict) -> None:
     sizes = sorted(results, key=int)
     steps = sorted({step for size in sizes for step in results[size]["steps"]}, key=lambda s: -max(results[z]["steps"].get(s, {}).get("seconds", 0) for z in sizes))
@@ -201,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out.write_text(json.dumps(results, indent=2))
         print(f"size {n_series:,}: {figures['total_seconds']:.0f} s, peak {figures['peak_gb']:.2f} GiB", flush=True)
     print_report(sizes)
+    print("\n" + markdown_table(sizes))
     print(f"\nfigures: {args.out}")
 
 

@@ -131,7 +131,7 @@ def _incomplete(frame: pd.DataFrame, group_cols: list[str], columns_by_model: di
     """Long ``group_cols, model, _incomplete``: True where some forecast of that unit is missing."""
     flags = pd.DataFrame({m: frame[cols].isna().any(axis=1) for m, cols in columns_by_model.items()})
     flags[group_cols] = frame[group_cols]
-    per_unit = flags.groupby(group_cols, as_index=False)[list(columns_by_model)].any()
+    per_unit = flags.groupby(group_cols, as_index=False, observed=True)[list(columns_by_model)].any()
     return _long(per_unit, group_cols, list(columns_by_model), "_incomplete")
 
 
@@ -139,7 +139,7 @@ def _average_windows(long: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """Average per-window metrics over windows (NaN windows skipped); a no-op without a cutoff column."""
     if CUTOFF not in long.columns:
         return long[[ID, "model", *metrics]]
-    return long.groupby([ID, "model"], as_index=False, sort=False)[metrics].mean()
+    return long.groupby([ID, "model"], as_index=False, sort=False, observed=True)[metrics].mean()
 
 
 def _weighted_levels(
@@ -195,9 +195,15 @@ def _weighted_levels(
 def trim_leading_zeros(train: pd.DataFrame) -> pd.DataFrame:
     """Drop each series' rows before its first non-zero ``y`` (a series that never sold disappears).
 
-    Returns the remaining rows sorted by ``unique_id, ds`` with a fresh index; missing ``y`` counts as no sale.
+    Returns the remaining rows, one block per series in time order (sorted by ``unique_id, ds`` unless the
+    input already came in such blocks), with a fresh index; missing ``y`` counts as no sale.
     """
-    frame = train.sort_values([ID, "ds"], kind="stable")
+    codes, _ = pd.factorize(train[ID])
+    step, dates = np.diff(codes), train["ds"].to_numpy()
+    if len(train) and bool(np.all((step > 0) | ((step == 0) & (dates[1:] > dates[:-1])))):
+        frame = train  # already one block per series in time order (the hierarchy's series are): no string sort
+    else:
+        frame = train.sort_values([ID, "ds"], kind="stable")
     sold = frame["y"].fillna(0).ne(0)
     started = sold.groupby(frame[ID], sort=False).cummax()
     return frame.loc[started].reset_index(drop=True)
@@ -318,6 +324,29 @@ def m5_weights(weights_file: Path, series_keys: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- scoring
 
 
+def _per_window_losses(frame: pd.DataFrame, history: pd.DataFrame, models: list[str]) -> dict[str, pd.DataFrame]:
+    """utilsforecast's mae, rmse, rmsse and mase (seasonality 1) of ``frame``, one window (cutoff) at a time
+    with the history up to that cutoff: the same numbers as passing every cutoff at once, which joins the whole
+    history to each cutoff (three copies of an M5-size history at once)."""
+    from utilsforecast import losses
+
+    windows = [(None, frame, history)] if CUTOFF not in frame.columns else [
+        (cutoff, frame[frame[CUTOFF] == cutoff].drop(columns=CUTOFF), history[history["ds"] <= cutoff])
+        for cutoff in np.sort(frame[CUTOFF].unique())
+    ]
+    out: dict[str, list[pd.DataFrame]] = {name: [] for name in ("mae", "rmse", "rmsse", "mase")}
+    for cutoff, window, past in windows:
+        for name, compute in {
+            "mae": losses.mae,
+            "rmse": losses.rmse,
+            "rmsse": partial(losses.rmsse, seasonality=1, train_df=past),
+            "mase": partial(losses.mase, seasonality=1, train_df=past),
+        }.items():
+            scores = compute(window, models=models)
+            out[name].append(scores if cutoff is None else scores.assign(**{CUTOFF: cutoff}))
+    return {name: pd.concat(parts, ignore_index=True) for name, parts in out.items()}
+
+
 def score_forecasts(
     forecasts: pd.DataFrame,
     actuals: pd.DataFrame,
@@ -343,25 +372,21 @@ def score_forecasts(
       scored and the level's weights sum to 1; NaN for a level without weights), then one ``__overall__`` row
       per model whose wrmsse (and means) are the mean over the levels that have one.
     """
-    from utilsforecast import losses
-
     models = _model_columns(forecasts, models)
     frame = _evaluation_frame(forecasts, actuals, series_keys, models)
     history = _history(train, frame)
+    # utilsforecast groups and joins by id: with categorical ids (codes) rather than strings that is several
+    # times faster and lighter on M5-size histories (tens of millions of rows)
+    ids = pd.CategoricalDtype(pd.unique(series_keys[ID]))
+    frame, history = frame.astype({ID: ids}), history.astype({ID: ids})
     group_cols = _group_columns(frame)
-    computations: dict[str, Callable[..., pd.DataFrame]] = {
-        "mae": losses.mae,
-        "rmse": losses.rmse,
-        "rmsse": partial(losses.rmsse, seasonality=1, train_df=history),
-        "mase": partial(losses.mase, seasonality=1, train_df=history),
-    }
     long = _incomplete(frame, group_cols, {m: [m] for m in models})
-    for name, compute in computations.items():
-        long = long.merge(_long(compute(frame, models=models), group_cols, models, name),
-                          on=[*group_cols, "model"], how="left")
+    for name, scores in _per_window_losses(frame, history, models).items():
+        long = long.merge(_long(scores, group_cols, models, name), on=[*group_cols, "model"], how="left")
     long.loc[long["_incomplete"], SERIES_METRICS] = np.nan
     long[["rmsse", "mase"]] = _finite_or_nan(long[["rmsse", "mase"]])
     per_series = _average_windows(long, SERIES_METRICS)
+    per_series = per_series.assign(**{ID: per_series[ID].astype(object)})
     per_series = per_series.merge(series_keys[[ID, "level"]], on=ID, how="left")
     per_series = _sort_series(per_series, series_keys)[[ID, "level", "model", *SERIES_METRICS]]
     per_level = _weighted_levels(
