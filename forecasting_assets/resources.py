@@ -26,6 +26,7 @@ class SalesSource(dg.ConfigurableResource):
 
 
 MIN_GLOBAL_DAYS = 140  # the global model always sees at least 5 × 28 days
+MIN_STATISTICAL_DAYS = 730  # the statistical models always see at least two years
 
 
 class ForecastSettings(dg.ConfigurableResource):
@@ -48,6 +49,10 @@ class ForecastSettings(dg.ConfigurableResource):
     # the global model is refit for every backtest / CV window while its training frame has at most this
     # many rows; above, it is fit once before the first window and forecasts them all (n_windows× cheaper)
     refit_max_rows: int = 3_000_000
+    # the per-series statistical models see the most recent days that fit this many rows (series × days),
+    # never fewer than two years: at M5 size all 1,941 days are 83 M rows, and their backtest held more memory
+    # than the machine has
+    statistical_max_rows: int = 20_000_000
     # a Dask scheduler (tcp://host:8786): the statistical models of base_forecasts and backtest_forecasts
     # run there, through statsforecast's Dask backend (FORECASTING_DASK_SCHEDULER)
     dask_scheduler: str | None = None
@@ -79,6 +84,12 @@ class ForecastSettings(dg.ConfigurableResource):
         dates = np.sort(np.asarray(dates))
         days = max(self.lightgbm_max_rows // max(n_series, 1), MIN_GLOBAL_DAYS)
         return None if days >= len(dates) else pd.Timestamp(dates[-days])
+
+    def statistical_history(self, series: pd.DataFrame, n_series: int) -> pd.DataFrame:
+        """The recent part of ``series`` the statistical models fit on (see ``statistical_max_rows``)."""
+        dates = np.sort(series["ds"].unique())
+        days = max(self.statistical_max_rows // max(n_series, 1), MIN_STATISTICAL_DAYS)
+        return series if days >= len(dates) else series[series["ds"] >= dates[-days]].reset_index(drop=True)
 
     def refit_windows(self, training_rows: int) -> bool:
         """Whether backtests refit the global model per window (see ``refit_max_rows``)."""

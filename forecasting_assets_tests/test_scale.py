@@ -248,3 +248,14 @@ def test_cost_budgets_come_from_the_environment(monkeypatch) -> None:
     settings = build_resources()["settings"]
     assert (settings.ets_max_series, settings.lightgbm_max_rows, settings.refit_max_rows) == (42, 1000, 10)
     assert settings.refit_windows(10) and not settings.refit_windows(11)
+
+
+def test_statistical_history_keeps_two_years_at_least_within_its_budget() -> None:
+    from forecasting_assets.resources import MIN_STATISTICAL_DAYS
+
+    dates = pd.date_range("2018-01-01", periods=1000, freq="D")
+    series = pd.DataFrame({"unique_id": np.repeat(["a", "b"], len(dates)), "ds": np.tile(dates, 2), "y": 1.0})
+    assert ForecastSettings().statistical_history(series, 2) is series  # 2,000 rows fit: untouched
+    recent = ForecastSettings(statistical_max_rows=100).statistical_history(series, 2)
+    assert recent["ds"].min() == dates[-MIN_STATISTICAL_DAYS] and len(recent) == 2 * MIN_STATISTICAL_DAYS
+    assert ForecastSettings(statistical_max_rows=2 * 900).statistical_history(series, 2)["ds"].min() == dates[-900]

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from forecasting_assets.metadata import frame_metadata
@@ -69,10 +70,18 @@ def recent_history(frame: pd.DataFrame, start: pd.Timestamp | None) -> pd.DataFr
     return frame if start is None or frame is None else frame[frame["ds"] >= start].reset_index(drop=True)
 
 
-def _global_inputs(series, exogenous_features, series_features, series_keys, spec, settings):
-    """Training frame and feature setup for the global model, on the recent history that fits its row budget."""
-    start = settings.global_model_start(series)
-    series = recent_history(series, start)
+def _global_inputs(series, exogenous_features, series_features, series_keys, spec, settings, until=None):
+    """Training frame and feature setup for the global model, on the recent history (up to ``until``) that
+    fits its row budget. One mask over the history: at M5 size a copy of it up to ``until`` alone is 2 GB."""
+    dates = np.sort(series["ds"].unique())
+    if until is not None:
+        dates = dates[dates <= np.datetime64(until)]
+    start = settings.global_start_for(len(series_keys) or series["unique_id"].nunique(), dates)
+    if until is not None or start is not None:
+        keep = series["ds"] <= dates[-1]
+        if start is not None:
+            keep &= series["ds"] >= start
+        series = series[keep].reset_index(drop=True)
     statics = lgbm.static_table(series_features, series_keys)
     frame, static_cols, exog_cols = lgbm.training_frame(series, recent_history(_exogenous_or_none(exogenous_features), start), statics)
     horizon = settings.horizon_for(spec)
@@ -101,7 +110,7 @@ def lightgbm_tuning(
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
     first_cutoff = backtest_cutoffs(train, horizon, settings.n_windows)[0]
-    frame, setup = _global_inputs(train[train["ds"] <= first_cutoff], exogenous_features, series_features, series_keys, spec, settings)
+    frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings, until=first_cutoff)
     study_name = config.study_name or f"lightgbm_{source_slug(source)}_{re.sub('[^A-Za-z0-9]+', '_', spec.frequency)}"
     data_dir().mkdir(parents=True, exist_ok=True)
     summary = tune(
@@ -240,7 +249,7 @@ def base_forecasts(
     start = settings.global_model_start(train)
     history, _, _ = lgbm.training_frame(recent_history(train, start), recent_history(exogenous, start), model.statics())
     statistical, statistical_fallbacks = forecast_statistical_with_fallbacks(
-        train, horizon, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs, affordable_series(series_keys, settings.ets_max_series), settings.dask_scheduler
+        settings.statistical_history(train, len(series_keys)), horizon, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs, affordable_series(series_keys, settings.ets_max_series), settings.dask_scheduler
     )
     global_forecasts, features = lgbm.predict_global_model(model, horizon, exogenous, capture_features=True, history=history)
     forecasts = statistical.merge(global_forecasts, on=["unique_id", "ds"], how="inner")
@@ -271,7 +280,7 @@ def backtest_forecasts(
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
     statistical, statistical_fallbacks = backtest_statistical_with_fallbacks(
-        train, horizon, settings.n_windows, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs, affordable_series(series_keys, settings.ets_max_series), settings.dask_scheduler
+        settings.statistical_history(train, len(series_keys) or train["unique_id"].nunique()), horizon, settings.n_windows, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs, affordable_series(series_keys, settings.ets_max_series), settings.dask_scheduler
     )
     frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     refit = settings.refit_windows(len(frame))
