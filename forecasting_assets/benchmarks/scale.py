@@ -5,7 +5,8 @@
 For each size it generates demo data with the M5 hierarchy (3 states, 10 stores, 3 categories,
 7 departments; the items of each department scaled from M5's so that stores × items is about the size;
 30490 is M5's exact shape: 12 levels, 42,840 series), then materializes ``full_pipeline_job``
-in-process in a fresh project home under ``data/bench/scale/n<size>/`` and records, per asset step and
+in a fresh project home under ``data/bench/scale/n<size>/`` (as ``make run`` does: multiprocess executor, one step
+at a time; ``--executor in_process`` runs every step in this process) and records, per asset step and
 in total, the wall time and the peak resident memory of this process and its children (the statsforecast
 and LightGBM worker pools). The figures of each size go into ``data/bench/scale.json`` (merged with the
 sizes measured before), (key ``sizes``; ``make bench-nightly`` adds ``nightly``), and the table printed at the end gives how each stage's time grows with the
@@ -94,13 +95,53 @@ def project_definitions(home: Path, source: Path):
     return build_definitions({"source": SalesSource(folder=str(source.resolve()), landing_folder=str((home / "data" / "landing").resolve()))})
 
 
-def materialize(home: Path, source: Path, trials: int) -> dict:
-    """``full_pipeline_job`` in-process in the project home."""
-    import dagster as dg
+def materialize(home: Path, source: Path, trials: int, executor: str = "multiprocess") -> dict:
+    """``full_pipeline_job`` in the project home.
 
-    defs = project_definitions(home, source)
+    ``multiprocess`` (the default, as ``make run``): ``dagster job execute`` in a child process with the
+    multiprocess executor, one step at a time, each step in its own process: a step's memory is returned
+    when it ends. ``in_process``: every step in this process (its memory high-water mark carries over from
+    step to step, so later steps show the peak of earlier ones).
+    """
+    import subprocess
+    import sys
+
+    import dagster as dg
+    import yaml
+
+    run_config = {"ops": {"lightgbm_tuning": {"config": {"n_trials": trials}}}}
+    if executor == "in_process":
+        defs = project_definitions(home, source)
+        with dg.DagsterInstance.get() as instance:
+            return execute_job(defs, instance, "full_pipeline_job", run_config)
+    config_file = home / "data" / "bench_run_config.yaml"
+    config_file.write_text(yaml.safe_dump({**run_config, "execution": {"config": {"max_concurrent": 1}}}))
+    environment = {
+        **os.environ,
+        "FORECASTING_SOURCE": str(source.resolve()),
+        "FORECASTING_LANDING": str((home / "data" / "landing").resolve()),
+        "FORECASTING_EXECUTOR": "multiprocess",
+    }
+    command = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "forecasting_assets.definitions", "-j", "full_pipeline_job", "-c", str(config_file)]
+    with TreeMemorySampler(interval=0.5) as sampler:
+        start = time.time()
+        finished = subprocess.run(command, env=environment, capture_output=True, text=True)
+        end = time.time()
     with dg.DagsterInstance.get() as instance:
-        return execute_job(defs, instance, "full_pipeline_job", {"ops": {"lightgbm_tuning": {"config": {"n_trials": trials}}}})
+        runs = instance.get_runs(limit=1)
+        if not runs:
+            raise SystemExit(f"no run was recorded: {finished.stderr[-2000:]}")
+        run = runs[0]
+        steps = step_timings(instance, run.run_id, sampler)
+    return {
+        "job": "full_pipeline_job",
+        "executor": "multiprocess (one step at a time, each in its own process)",
+        "success": finished.returncode == 0 and run.status == dg.DagsterRunStatus.SUCCESS,
+        "failed_steps": [key for key, step in steps.items() if step.get("failed")],
+        "total_seconds": round(end - start, 1),
+        "peak_gb": round(sampler.peak_between(start, end) / 2**30, 2),
+        "steps": steps,
+    }
 
 
 def use_home(home: Path) -> None:
@@ -127,7 +168,7 @@ def table_sizes(home: Path) -> dict:
     return sizes
 
 
-def run_size(n_series: int, days: int, trials: int) -> dict:
+def run_size(n_series: int, days: int, trials: int, executor: str = "multiprocess") -> dict:
     folder = SCALE_DIR / f"n{n_series}"
     print(f"size {n_series:,}: preparing data", flush=True)
     info = prepare_source(folder / "source", n_series, days)
@@ -135,7 +176,7 @@ def run_size(n_series: int, days: int, trials: int) -> dict:
     shutil.rmtree(home, ignore_errors=True)
     use_home(home)
     print(f"size {n_series:,}: materializing full_pipeline_job in {home}", flush=True)
-    figures = materialize(home, folder / "source", trials)
+    figures = materialize(home, folder / "source", trials, executor)
     figures.update(info)
     figures["rows"] = table_sizes(home)
     figures["measured"] = time.strftime("%Y-%m-%d %H:%M")
@@ -205,12 +246,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000,5000,30490", help="bottom-series counts, comma-separated")
     parser.add_argument("--days", type=int, default=1941)
     parser.add_argument("--trials", type=int, default=1, help="Optuna trials of lightgbm_tuning (1: the default parameters only)")
+    parser.add_argument("--executor", choices=["multiprocess", "in_process"], default="multiprocess")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     sizes = results.setdefault("sizes", {})
     for n_series in [int(s) for s in args.sizes.split(",") if s.strip()]:
-        figures = run_size(n_series, args.days, args.trials)
+        figures = run_size(n_series, args.days, args.trials, args.executor)
         sizes[str(n_series)] = figures
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
