@@ -221,6 +221,16 @@ def test_large_hierarchies_reconcile_with_sparse_methods_only(hierarchy, monkeyp
     assert f"AutoETS/MinTraceSparse_method-wls_struct" in columns
     gaps = check_coherence(sparse_out, hierarchy.structure, columns)
     assert gaps["max_abs_gap"].max() < 1e-6
+    # non-negative even where the base forecasts of a slow series are 0 and its parents' are not
+    slow = base.copy()
+    bottom = hierarchy.series_keys.loc[hierarchy.series_keys["level_order"].idxmax(), "level"]
+    slow_ids = hierarchy.series_keys.loc[hierarchy.series_keys["level"] == bottom, "unique_id"].head(4)
+    slow.loc[slow["unique_id"].isin(slow_ids), models] = 0.0
+    slow.loc[slow["unique_id"] == TOTAL_ID, models] *= 0.5  # a total below the sum of its parts
+    out, _ = rec.reconcile(slow, models, hierarchy.series_keys, hierarchy.structure)
+    reconciled = [c for c in out.columns if "/" in c]
+    assert (out[reconciled].to_numpy() >= -1e-9).all()
+    assert check_coherence(out, hierarchy.structure, reconciled)["max_abs_gap"].max() < 1e-6
 
 
 def test_budget_rows_are_counted_apart_from_failures() -> None:

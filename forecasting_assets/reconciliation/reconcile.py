@@ -82,7 +82,9 @@ def reconcilers(
         else:
             skipped["MinTrace_method-mint_shrink"] = "no residuals from earlier windows for this window"
     else:
-        chosen.append(ReconcilerChoice("MinTraceSparse_method-wls_struct", MinTraceSparse(method="wls_struct"), False))
+        # non-negative by hierarchicalforecast's heuristic (qp=False): the QP per day is what made the dense
+        # non-negative MinTrace too slow; without it, M5-size forecasts came out negative for slow items
+        chosen.append(ReconcilerChoice("MinTraceSparse_method-wls_struct", MinTraceSparse(method="wls_struct", nonnegative=True, qp=False), False))
         skipped["MinTrace"] = f"{n_series} series: dense n x n MinTrace replaced by MinTraceSparse"
     return chosen, skipped
 
