@@ -456,6 +456,8 @@ def validate_sales(
         dup_local, first_local = _duplicates(key, bound)
         dup[eligible] = dup_local
         dup_first[eligible[dup_local]] = eligible[first_local[dup_local]]
+        del key, dup_local, first_local  # at M5 size each is 59 M rows (0.5 GB as int64)
+    del eligible, key_ok
 
     hierarchy_flags = _hierarchy_flags(cats, ok)
     unknown_ids = _unknown_ids(raw, spec, cats)
@@ -552,6 +554,7 @@ def validate_sales(
         label = "/".join(key_cols + ["ds"]) if check == "unique_key" else column
         entries.append((check, label, reason))
 
+    del failures, dup, dup_first, ok  # the reasons are built: free these rows before the validated copy
     bad = np.zeros(n, dtype=bool)
     for _, _, reason in entries:
         bad[reason.index.to_numpy()] = True
@@ -673,26 +676,38 @@ def _validated_frame(
 ) -> pd.DataFrame:
     """The passing rows sorted by hierarchy columns then ds, with the contract dtypes."""
     hier = spec.hierarchy_columns
+    every_row = len(keep) == len(ds_ns)  # nothing quarantined (the usual case): no copies to select rows
+
+    def kept(values: np.ndarray) -> np.ndarray:
+        return values if every_row else values[keep]
+
     if len(keep):
-        date_rank = _date_rank(ds_ns, ds_code)[keep]
+        date_rank = kept(_date_rank(ds_ns, ds_code))
         sizes = [len(cats[c].categories) for c in hier] + [int(date_rank.max()) + 1]
         if float(np.prod([float(x) for x in sizes])) < 2**62:  # one order-preserving int64 key (sorted categories)
-            key, _ = _combine_codes([np.asarray(cats[c].codes)[keep] for c in hier] + [date_rank], sizes)
-            order = keep if bool(np.all(key[1:] >= key[:-1])) else keep[np.argsort(key, kind="stable")]
+            key, _ = _combine_codes([kept(np.asarray(cats[c].codes)) for c in hier] + [date_rank], sizes)
+            order = None if bool(np.all(key[1:] >= key[:-1])) else keep[np.argsort(key, kind="stable")]
+            del key
         else:
-            order = keep[np.lexsort([date_rank] + [np.asarray(cats[c].codes)[keep] for c in reversed(hier)])]
+            order = keep[np.lexsort([date_rank] + [kept(np.asarray(cats[c].codes)) for c in reversed(hier)])]
+        del date_rank
     else:
         order = keep
+
+    def ordered(values: np.ndarray) -> np.ndarray:
+        """The kept rows in order (already in order: the kept rows themselves; every row: no copy at all)."""
+        return kept(values) if order is None else values[order]
+
     out: dict[str, Any] = {}
     for c in hier:
         # categorical (sorted string categories): at M5 size (59 M rows) a column of Python strings costs
         # ~0.5 GB and every groupby on it hashes strings; codes cost 2–4 bytes a row
         names = pd.Index(np.asarray(cats[c].categories, dtype=object).astype(str))
-        out[c] = pd.Categorical.from_codes(np.asarray(cats[c].codes)[order], categories=names)
-    out["ds"] = ds_ns[order].view("datetime64[ns]")
-    out["y"] = y[order]
+        out[c] = pd.Categorical.from_codes(ordered(np.asarray(cats[c].codes)), categories=names)
+    out["ds"] = ordered(ds_ns).view("datetime64[ns]")
+    out["y"] = ordered(y)
     if price is not None:
-        out["price"] = price[order]
+        out["price"] = ordered(price)
     source = _categorical(raw["source_file"])
-    out["source_file"] = pd.Categorical.from_codes(np.asarray(source.codes)[order], categories=pd.Index(source.categories.astype(str)))
+    out["source_file"] = pd.Categorical.from_codes(ordered(np.asarray(source.codes)), categories=pd.Index(source.categories.astype(str)))
     return pd.DataFrame(out, copy=False)
