@@ -47,6 +47,7 @@ def forecast_panel_png(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    history = history[history["unique_id"].isin(series)]  # one pass over a long history, not one per series
     figure, axes = plt.subplots(len(series), 1, figsize=(8, 2.3 * len(series)), squeeze=False)
     for axis, uid in zip(axes[:, 0], series):
         past = history[history["unique_id"] == uid].sort_values("ds").tail(last_periods)

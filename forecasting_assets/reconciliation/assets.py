@@ -14,7 +14,7 @@ from forecasting_assets.models.assets import BASE_MODELS
 from forecasting_assets.monitoring.live_error import archive_forecast
 from forecasting_assets.paths import outputs_dir
 from forecasting_assets.reconciliation.quantiles import M5_QUANTILES, conformal_quantiles
-from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, skip_reason, to_long
+from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, skip_reason, to_long, to_wide
 
 COHERENCE_TOLERANCE = 1e-6
 NO_FALLBACK = "none: the backtest-chosen forecast was produced"
@@ -158,7 +158,7 @@ def choose_produced_forecast(backtest_metrics: pd.DataFrame, produced: list[str]
 )
 def reconciled_forecasts_are_coherent(reconciled_forecasts: pd.DataFrame, hierarchy_structure: pd.DataFrame) -> dg.AssetCheckResult:
     reconciled = reconciled_forecasts[reconciled_forecasts["method"] != BASE_METHOD]
-    wide = reconciled.pivot_table(index=["unique_id", "ds"], columns="model", values="yhat").reset_index()
+    wide = to_wide(reconciled, ["unique_id", "ds"])
     gaps = check_coherence(wide, hierarchy_structure, [c for c in wide.columns if c not in ("unique_id", "ds")])
     worst = float(gaps["max_abs_gap"].max())
     return dg.AssetCheckResult(
@@ -214,7 +214,8 @@ def forecast_quantiles(
         context.log.warning(f"forecast_quantiles: no usable backtest errors of {chosen}; the quantiles use those of {residuals_from}")
     table = conformal_quantiles(final_forecasts, backtest, M5_QUANTILES)
     shown = largest_series(series_keys, hierarchical_series)
-    plot = forecast_panel_png(hierarchical_series[hierarchical_series["ds"] < table["ds"].min()], table, shown, ["yhat"], band=("q0.025", "q0.975"))
+    history = hierarchical_series[hierarchical_series["unique_id"].isin(shown)]
+    plot = forecast_panel_png(history[history["ds"] < table["ds"].min()], table, shown, ["yhat"], band=("q0.025", "q0.975"))
     context.add_output_metadata(
         {
             **frame_metadata(table),
