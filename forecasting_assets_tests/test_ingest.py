@@ -563,3 +563,37 @@ def test_latest_day_coverage_flags_a_missing_store():
     partial = full[~((full["ds"] == days[-1]) & (full["store_id"] == "TX_1"))]  # one store's file did not arrive
     coverage, facts = latest_day_coverage(partial, ["store_id", "dept_id"])
     assert coverage == pytest.approx(4 / 6) and facts["series_on_latest_day"] == 4
+
+
+def test_parsed_sales_files_are_cached_until_a_file_changes(tmp_path: Path) -> None:
+    """read_raw_sales keeps each parsed file as Parquet (data/.cache/sources): the next read gives the same
+    frame from there; a changed sales file or calendar is parsed again; a file with text in its values is
+    never cached."""
+    from forecasting_assets.paths import data_dir
+
+    folder = _write_m5_folder(tmp_path / "m5")
+    spec = load_source_spec(folder)
+    cache = data_dir() / ".cache" / "sources"
+    first = read_raw_sales(folder, spec)
+    entries = sorted(cache.glob("*.parquet"))
+    assert len(entries) == 1
+    pd.testing.assert_frame_equal(read_raw_sales(folder, spec), first)
+
+    def edit(path: Path, old: str, new: str) -> None:
+        text = (gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()).decode()
+        assert old in text
+        _write(path, text.replace(old, new, 1))
+
+    sales = folder / spec.files[0]
+    edit(sales, ",101,", ",999,")  # one value changes (row 2, day 1)
+    changed = read_raw_sales(folder, spec)
+    assert (changed["y"] == 999).sum() == 1 and not (first["y"] == 999).any()
+    assert sorted(cache.glob("*.parquet")) != entries and len(list(cache.glob("*.parquet"))) == 1
+
+    calendar = folder / str(spec.calendar_file)
+    edit(calendar, "2020-01-04", "2020-01-03")  # d_1 moves a day
+    assert str(read_raw_sales(folder, spec)["ds"].astype(str).min()) == "2020-01-03"
+
+    edit(sales, ",999,", ",n/a?,")
+    texts = read_raw_sales(folder, spec)
+    assert texts["y"].dtype == object and not list(cache.glob("*.parquet"))
