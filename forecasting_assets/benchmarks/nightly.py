@@ -27,6 +27,10 @@ from forecasting_assets.benchmarks.scale import M5_SIZE, RESULTS, SCALE_DIR, exe
 
 
 def refresh_one_day(home: Path, source: Path, seed: int) -> dict:
+    import os
+
+    # the file is written whole before the sensor looks (the settle time guards files still being copied in)
+    os.environ.setdefault("FORECASTING_LANDING_SETTLE_SECONDS", "0")  # read when the sensors module loads
     import dagster as dg
 
     from forecasting_assets.automation.sensors import landing_folder_sensor
