@@ -41,8 +41,9 @@ def calendar_exogenous(series_keys: pd.DataFrame, calendar: pd.DataFrame | None)
         per_day[f"event_{slug}"] = types.str.split("|").apply(lambda ts, e=event_type: e in ts).astype(np.float32).to_numpy()
 
     ids = series_keys["unique_id"].to_numpy()
-    frame = pd.DataFrame({"unique_id": np.repeat(ids, len(per_day))})
-    frame = pd.concat([frame, pd.concat([per_day] * len(ids), ignore_index=True)], axis=1)
+    # every series' copy of the calendar, column by column (a concat of one frame per series took seconds at
+    # M5 size: 42,840 series)
+    frame = pd.DataFrame({"unique_id": np.repeat(ids, len(per_day)), **{c: np.tile(per_day[c].to_numpy(), len(ids)) for c in per_day.columns}})
 
     snaps = _snap_columns(calendar)
     if snaps:

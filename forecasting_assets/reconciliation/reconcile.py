@@ -209,9 +209,12 @@ def to_long(wide: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
     """Wide frame -> id columns, model ('AutoETS/BottomUp'), base_model, method ('base' for base models), yhat."""
     value_cols = [c for c in wide.columns if c not in id_columns]
     long = wide.melt(id_vars=id_columns, value_vars=value_cols, var_name="model", value_name="yhat")
-    parts = long["model"].str.split("/", n=1, expand=True)
-    long["base_model"] = parts[0]
-    long["method"] = parts[1].fillna(BASE_METHOD) if parts.shape[1] > 1 else BASE_METHOD
+    # split each model name once, not once per row (at M5 size 14–29 M rows)
+    names = pd.Index(value_cols, dtype=object)
+    codes = names.get_indexer(long["model"])
+    split = [name.split("/", 1) for name in names]
+    long["base_model"] = np.array([parts[0] for parts in split], dtype=object)[codes]
+    long["method"] = np.array([parts[1] if len(parts) > 1 else BASE_METHOD for parts in split], dtype=object)[codes]
     return long
 
 
