@@ -115,6 +115,21 @@ def test_summary_plot_png_returns_png_bytes(explained: dict) -> None:
     assert len(png) > 2000
 
 
+def test_summary_plot_matrices_reshape_explains_layout_as_a_pivot_would(explained: dict) -> None:
+    """The plot's matrices come from a reshape of explain's long table (no pivot of ~1 M rows); any other
+    row order goes through the pivot, with the same numbers per feature."""
+    from forecasting_assets.explain.shap_values import _as_matrices
+
+    names, values, data = _as_matrices(explained["shap"])
+    pivot_names, pivot_values, pivot_data = _as_matrices(explained["shap"].sample(frac=1.0, random_state=0))
+    assert sorted(names) == pivot_names and values.shape == pivot_values.shape == data.shape
+    order = [names.index(name) for name in pivot_names]
+    keys = explained["shap"][["unique_id", "ds"]].drop_duplicates()
+    rows = np.lexsort([keys["ds"].to_numpy(), keys["unique_id"].to_numpy()])  # the pivot's row order
+    np.testing.assert_allclose(values[rows][:, order], pivot_values)
+    np.testing.assert_allclose(data[rows][:, order], pivot_data)
+
+
 def test_sample_series_keeps_whole_series(explained: dict) -> None:
     features = explained["features"]
     same, n = sample_series(features, max_rows=10_000)

@@ -96,16 +96,28 @@ def summary_plot_png(shap_long: pd.DataFrame, max_display: int = 15) -> bytes:
     import matplotlib.pyplot as plt
     import shap
 
-    wide_values = shap_long.pivot_table(index=["unique_id", "ds"], columns="feature", values="shap_value")
-    wide_features = shap_long.pivot_table(index=["unique_id", "ds"], columns="feature", values="feature_value")
+    feature_names, wide_values, wide_features = _as_matrices(shap_long)
     plt.figure()
-    shap.summary_plot(wide_values.to_numpy(), wide_features.to_numpy(), feature_names=list(wide_values.columns), show=False, max_display=max_display)
+    shap.summary_plot(wide_values, wide_features, feature_names=feature_names, show=False, max_display=max_display)
     figure = plt.gcf()
     figure.set_size_inches(8, 6)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _as_matrices(shap_long: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Feature names and the (explained rows × features) SHAP and feature-value matrices of a long table: a
+    reshape when it is in ``explain``'s layout (each row's features together, in one order), else a pivot."""
+    features = shap_long["feature"].to_numpy()
+    names = list(pd.unique(features))
+    n_rows, rest = divmod(len(shap_long), max(len(names), 1))
+    if names and not rest and bool((features.reshape(n_rows, len(names)) == np.array(names, dtype=object)).all()):
+        return names, shap_long["shap_value"].to_numpy().reshape(n_rows, -1), shap_long["feature_value"].to_numpy().reshape(n_rows, -1)
+    wide_values = shap_long.pivot_table(index=["unique_id", "ds"], columns="feature", values="shap_value")
+    wide_features = shap_long.pivot_table(index=["unique_id", "ds"], columns="feature", values="feature_value")
+    return list(wide_values.columns), wide_values.to_numpy(), wide_features[wide_values.columns].to_numpy()
 
 
 def waterfall_plot_png(shap_long: pd.DataFrame, unique_id: str, ds: pd.Timestamp, forecast: float, max_display: int = 12) -> bytes:
