@@ -430,3 +430,30 @@ def test_m5_validation_benchmarks_levels_1_to_9() -> None:
         ours = [wrmsse[(level, model)] for level in levels]
         np.testing.assert_allclose(ours, values, atol=1e-4, err_msg=model)
         assert wrmsse[(OVERALL_LEVEL, model)] == pytest.approx(M5_MEAN[model], abs=1e-4)
+
+
+def test_window_losses_equal_utilsforecasts_rmsse_and_mase() -> None:
+    """The scales come from one pass over the history for every window; the numbers are utilsforecast's
+    rmsse and mase with the history up to each cutoff (a constant series, scale 0, included)."""
+    from utilsforecast import losses
+
+    from forecasting_assets.evaluation.metrics import _per_window_losses
+
+    rng = np.random.default_rng(3)
+    dates = pd.date_range("2024-01-01", periods=60)
+    ids = pd.CategoricalDtype(["a", "b", "flat"])
+    history = pd.DataFrame({"unique_id": np.repeat(["a", "b", "flat"], 60), "ds": np.tile(dates, 3), "y": np.r_[rng.poisson(5, 60), rng.poisson(50, 60), np.full(60, 4.0)].astype(float)})
+    history["unique_id"] = history["unique_id"].astype(ids)
+    cutoffs = [dates[39], dates[49]]
+    frame = pd.concat(
+        [history[(history["ds"] > c) & (history["ds"] <= c + pd.Timedelta(days=7))].assign(cutoff=c) for c in cutoffs], ignore_index=True
+    )
+    frame["m"] = frame["y"] + rng.normal(0, 2, len(frame))
+    ours = _per_window_losses(frame[["unique_id", "ds", "cutoff", "y", "m"]], history, ["m"])
+    for name, reference in (("rmsse", losses.rmsse), ("mase", losses.mase)):
+        for cutoff in cutoffs:
+            window = frame[frame["cutoff"] == cutoff].drop(columns="cutoff")[["unique_id", "ds", "y", "m"]]
+            theirs = reference(window, models=["m"], seasonality=1, train_df=history[history["ds"] <= cutoff]).set_index("unique_id")["m"]
+            mine = ours[name][ours[name]["cutoff"] == cutoff].set_index("unique_id")["m"]
+            np.testing.assert_allclose(mine.loc[["a", "b"]].to_numpy(), theirs.loc[["a", "b"]].to_numpy(), rtol=1e-12)
+            assert not np.isfinite(mine.loc["flat"])
