@@ -56,7 +56,7 @@ def prepare_source(folder: Path, n_series: int, days: int) -> dict:
 
     shape = shape_for(n_series, days)
     marker = folder / ".shape.json"
-    wanted = {"shape": asdict(shape), "seed": SEED}
+    wanted = json.loads(json.dumps({"shape": asdict(shape), "seed": SEED}))  # as read back (tuples become lists)
     if not (marker.exists() and json.loads(marker.read_text()) == wanted):
         shutil.rmtree(folder, ignore_errors=True)
         start = time.perf_counter()
