@@ -228,6 +228,11 @@ def to_wide(long: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
     return wide
 
 
+def _same_values(left: np.ndarray, right: np.ndarray) -> bool:
+    """Equal arrays, NaN equal to NaN in float arrays (an id column such as ``y`` may hold NaN)."""
+    return bool(np.array_equal(left, right, equal_nan=left.dtype.kind == "f" and right.dtype.kind == "f"))
+
+
 def _unmelt(long: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame | None:
     """``to_wide`` of a frame in ``to_long``'s layout — one block of rows per model, every block with the same
     id rows in the same order — by slicing the blocks; None for any other layout."""
@@ -241,7 +246,7 @@ def _unmelt(long: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame | None:
     ids = long[id_columns].iloc[:rows].reset_index(drop=True)
     for k in range(1, len(names)):
         block = long[id_columns].iloc[k * rows:(k + 1) * rows]
-        if not all(np.array_equal(block[c].to_numpy(), ids[c].to_numpy()) for c in id_columns):
+        if not all(_same_values(block[c].to_numpy(), ids[c].to_numpy()) for c in id_columns):
             return None
     if ids.duplicated().any():
         return None  # a pivot keeps the first of duplicated id rows
