@@ -565,11 +565,13 @@ def test_latest_day_coverage_flags_a_missing_store():
     assert coverage == pytest.approx(4 / 6) and facts["series_on_latest_day"] == 4
 
 
-def test_parsed_sales_files_are_cached_until_a_file_changes(tmp_path: Path) -> None:
+def test_parsed_sales_files_are_cached_until_a_file_changes(tmp_path: Path, monkeypatch) -> None:
     """read_raw_sales keeps each parsed file as Parquet (data/.cache/sources): the next read gives the same
     frame from there; a changed sales file or calendar is parsed again; a file with text in its values is
     never cached."""
     from forecasting_assets.paths import data_dir
+
+    monkeypatch.setenv("FORECASTING_ASSETS_HOME", str(tmp_path / "home"))  # an empty cache
 
     folder = _write_m5_folder(tmp_path / "m5")
     spec = load_source_spec(folder)
@@ -597,3 +599,9 @@ def test_parsed_sales_files_are_cached_until_a_file_changes(tmp_path: Path) -> N
     edit(sales, ",999,", ",n/a?,")
     texts = read_raw_sales(folder, spec)
     assert texts["y"].dtype == object and not list(cache.glob("*.parquet"))
+
+    edit(sales, ",n/a?,", ",7,")
+    read_raw_sales(folder, spec)
+    read_raw_sales(folder, replace(spec, prices_file=None))  # another way of reading the same file (the demo's)
+    assert len(list(cache.glob("*.parquet"))) == 2  # the two do not evict each other
+    pd.testing.assert_frame_equal(read_raw_sales(folder, spec), read_raw_sales(folder, spec))

@@ -872,21 +872,24 @@ def concat_raw_sales(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def parse_cache_key(folder: Path, name: str, spec: SourceSpec) -> str:
-    """What one parsed sales file depends on: the file, the calendar and prices files (M5 wide files are dated
-    and priced from them) — path, size, modification time and inode of each —, the spec and this module's code."""
+def parse_cache_key(folder: Path, name: str, spec: SourceSpec) -> tuple[str, str]:
+    """What one parsed sales file depends on, as (what is read and how, which version of it): the file's path,
+    the spec and this module's code; and the size, modification time and inode of the file, the calendar and
+    the prices file (M5 wide files are dated and priced from them)."""
     import hashlib
     import json
 
-    digest = hashlib.sha256(Path(__file__).read_bytes())
-    digest.update(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode())
+    reading = hashlib.sha256(Path(__file__).read_bytes())
+    reading.update(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode())
+    reading.update(str((Path(folder) / name).resolve()).encode())
+    version = hashlib.sha256()
     for part in dict.fromkeys([name, spec.calendar_file, spec.prices_file]):
         if part:
             path = (Path(folder) / part).resolve()
             stat = path.stat() if path.exists() else None
             identity = f"{path}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}" if stat else f"{path}:absent"
-            digest.update(identity.encode())
-    return digest.hexdigest()[:24]
+            version.update(identity.encode())
+    return reading.hexdigest()[:12], version.hexdigest()[:16]
 
 
 def read_parsed(folder: Path, name: str, spec: SourceSpec, reader) -> pd.DataFrame:
@@ -894,24 +897,26 @@ def read_parsed(folder: Path, name: str, spec: SourceSpec, reader) -> pd.DataFra
 
     Parsing an M5-size wide CSV (30,490 rows × 1,941 days, with its prices) takes ~20 s every run, the
     nightly refresh included, although the source folder rarely changes; its Parquet copy reads in a few
-    seconds. The cache entry is keyed by :func:`parse_cache_key`, so a changed file (or spec, or parser) is
-    parsed again; a file whose values did not all parse as numbers is never cached (its text is kept as text,
-    and its errors are reported from the file itself). One entry is kept per file name.
+    seconds. An entry is keyed by :func:`parse_cache_key`, so a changed file (or spec, or parser) is parsed
+    again; one entry is kept per file and way of reading it (the pipeline and the demo generator read the same
+    file with different specs: they do not evict each other). A file whose values did not all parse as numbers
+    is never cached (its text is kept as text, and its errors are reported from the file itself).
     """
     from forecasting_assets.paths import data_dir
     from forecasting_assets.storage.files import write_parquet
 
     folder = Path(folder)
     cache = data_dir() / ".cache" / "sources"
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-    entry = cache / f"{slug}__{parse_cache_key(folder, name, spec)}.parquet"
+    reading, version = parse_cache_key(folder, name, spec)
+    prefix = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}__{reading}"
+    entry = cache / f"{prefix}__{version}.parquet"
     if entry.exists():
         try:
             return pd.read_parquet(entry)
         except Exception:  # noqa: BLE001 — an unreadable entry is parsed again and replaced
             entry.unlink(missing_ok=True)
     frame = reader(folder, name, spec)
-    for stale in cache.glob(f"{slug}__*.parquet"):  # of an earlier version of the file
+    for stale in cache.glob(f"{prefix}__*.parquet"):  # of an earlier version of the files
         stale.unlink(missing_ok=True)
     if all(frame[c].dtype == np.float64 for c in ("y", "price") if c in frame.columns):
         write_parquet(frame, entry)
