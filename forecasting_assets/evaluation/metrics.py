@@ -30,7 +30,6 @@ averaged over the windows where it is defined, and only then weighted into the p
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -231,12 +230,13 @@ def trim_leading_zeros(train: pd.DataFrame) -> pd.DataFrame:
     return frame[started].reset_index(drop=True)
 
 
-def _one_step_scale(train: pd.DataFrame, transform: Callable[[pd.Series], pd.Series], name: str) -> pd.Series:
-    """Mean of ``transform(one-step difference)`` per series from its first non-zero sale; 0/undefined -> NaN."""
-    trimmed = trim_leading_zeros(train)
-    diffs = transform(trimmed.groupby(ID, sort=False)["y"].diff())
-    scale = diffs.groupby(trimmed[ID]).mean()
+def _one_step_scale(train: pd.DataFrame, squared: bool, name: str) -> pd.Series:
+    """Mean squared (else absolute) one-step difference per series from its first non-zero sale (the scales
+    the scores use, :func:`_one_step_scales`); 0/undefined -> NaN."""
     ids = pd.Index(pd.unique(train[ID]), name=ID)
+    history = pd.DataFrame({ID: pd.Categorical(train[ID], categories=ids), "ds": train["ds"].to_numpy(), "y": train["y"].to_numpy()})
+    mean_squared, mean_absolute = _one_step_scales(trim_leading_zeros(history), [None])[None]
+    scale = (mean_squared if squared else mean_absolute).rename_axis(ID)
     return _undefined_to_nan(scale.reindex(ids)).rename(name)
 
 
@@ -247,13 +247,13 @@ def rmsse_scale(train: pd.DataFrame) -> pd.Series:
     NaN where it is undefined (never sold, a single observation) or 0 (constant after the first sale): such a
     series gets no RMSSE and is excluded from the level sums (see the module docstring).
     """
-    return _one_step_scale(train, np.square, "rmsse_scale")
+    return _one_step_scale(train, True, "rmsse_scale")
 
 
 def mae_scale(train: pd.DataFrame) -> pd.Series:
     """M5 WSPL / MASE denominator per series (index ``unique_id``): mean absolute one-step difference of the
     history from the first non-zero sale on. NaN where undefined or 0, like :func:`rmsse_scale`."""
-    return _one_step_scale(train, np.abs, "mae_scale")
+    return _one_step_scale(train, False, "mae_scale")
 
 
 # --------------------------------------------------------------------------------------------- weights
