@@ -566,7 +566,7 @@ def test_latest_day_coverage_flags_a_missing_store():
 
 
 def test_parsed_sales_files_are_cached_until_a_file_changes(tmp_path: Path, monkeypatch) -> None:
-    """read_raw_sales keeps each parsed file as Parquet (data/.cache/sources): the next read gives the same
+    """read_raw_sales(cached=True), as raw_sales reads the source, keeps each parsed file as Parquet (data/.cache/sources): the next read gives the same
     frame from there; a changed sales file or calendar is parsed again; a file with text in its values is
     never cached."""
     from forecasting_assets.paths import data_dir
@@ -576,10 +576,10 @@ def test_parsed_sales_files_are_cached_until_a_file_changes(tmp_path: Path, monk
     folder = _write_m5_folder(tmp_path / "m5")
     spec = load_source_spec(folder)
     cache = data_dir() / ".cache" / "sources"
-    first = read_raw_sales(folder, spec)
+    first = read_raw_sales(folder, spec, cached=True)
     entries = sorted(cache.glob("*.parquet"))
     assert len(entries) == 1
-    pd.testing.assert_frame_equal(read_raw_sales(folder, spec), first)
+    pd.testing.assert_frame_equal(read_raw_sales(folder, spec, cached=True), first)
 
     def edit(path: Path, old: str, new: str) -> None:
         text = (gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()).decode()
@@ -588,20 +588,20 @@ def test_parsed_sales_files_are_cached_until_a_file_changes(tmp_path: Path, monk
 
     sales = folder / spec.files[0]
     edit(sales, ",101,", ",999,")  # one value changes (row 2, day 1)
-    changed = read_raw_sales(folder, spec)
+    changed = read_raw_sales(folder, spec, cached=True)
     assert (changed["y"] == 999).sum() == 1 and not (first["y"] == 999).any()
     assert sorted(cache.glob("*.parquet")) != entries and len(list(cache.glob("*.parquet"))) == 1
 
     calendar = folder / str(spec.calendar_file)
     edit(calendar, "2020-01-04", "2020-01-03")  # d_1 moves a day
-    assert str(read_raw_sales(folder, spec)["ds"].astype(str).min()) == "2020-01-03"
+    assert str(read_raw_sales(folder, spec, cached=True)["ds"].astype(str).min()) == "2020-01-03"
 
     edit(sales, ",999,", ",n/a?,")
-    texts = read_raw_sales(folder, spec)
+    texts = read_raw_sales(folder, spec, cached=True)
     assert texts["y"].dtype == object and not list(cache.glob("*.parquet"))
 
     edit(sales, ",n/a?,", ",7,")
-    read_raw_sales(folder, spec)
-    read_raw_sales(folder, replace(spec, prices_file=None))  # another way of reading the same file (the demo's)
+    read_raw_sales(folder, spec, cached=True)
+    read_raw_sales(folder, replace(spec, prices_file=None), cached=True)  # another way of reading the same file (the demo's)
     assert len(list(cache.glob("*.parquet"))) == 2  # the two do not evict each other
-    pd.testing.assert_frame_equal(read_raw_sales(folder, spec), read_raw_sales(folder, spec))
+    pd.testing.assert_frame_equal(read_raw_sales(folder, spec, cached=True), read_raw_sales(folder, spec, cached=True))

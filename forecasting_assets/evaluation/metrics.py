@@ -30,7 +30,6 @@ averaged over the windows where it is defined, and only then weighted into the p
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -230,11 +229,16 @@ def trim_leading_zeros(train: pd.DataFrame) -> pd.DataFrame:
     return frame[started].reset_index(drop=True)
 
 
+def _with_categorical_ids(train: pd.DataFrame, ids: pd.CategoricalDtype) -> pd.DataFrame:
+    """``unique_id, ds, y`` of ``train`` with categorical ids; only the ids are converted (ds and y not copied)."""
+    return pd.DataFrame({ID: pd.Categorical(train[ID], dtype=ids), "ds": train["ds"].to_numpy(), "y": train["y"].to_numpy()}, copy=False)
+
+
 def _one_step_scale(train: pd.DataFrame, squared: bool, name: str) -> pd.Series:
     """Mean squared (else absolute) one-step difference per series from its first non-zero sale (the scales
     the scores use, :func:`_one_step_scales`); 0/undefined -> NaN."""
     ids = pd.Index(pd.unique(train[ID]), name=ID)
-    history = pd.DataFrame({ID: pd.Categorical(train[ID], categories=ids), "ds": train["ds"].to_numpy(), "y": train["y"].to_numpy()})
+    history = _with_categorical_ids(train, pd.CategoricalDtype(ids))
     mean_squared, mean_absolute = _one_step_scales(trim_leading_zeros(history), [None])[None]
     scale = (mean_squared if squared else mean_absolute).rename_axis(ID)
     return _undefined_to_nan(scale.reindex(ids)).rename(name)
@@ -429,9 +433,7 @@ def score_forecasts(
     # and gigabytes lighter
     ids = pd.CategoricalDtype(pd.unique(series_keys[ID]))
     frame = frame.astype({ID: ids})
-    categorical = pd.Categorical(train[ID], dtype=ids)  # only the ids are converted: ds and y are not copied
-    history = _history(pd.DataFrame({ID: categorical, "ds": train["ds"].to_numpy(), "y": train["y"].to_numpy()}, copy=False), frame, n_series=len(series_keys))
-    del categorical
+    history = _history(_with_categorical_ids(train, ids), frame, n_series=len(series_keys))
     group_cols = _group_columns(frame)
     long = _incomplete(frame, group_cols, {m: [m] for m in models})
     for name, scores in _per_window_losses(frame, history, models).items():

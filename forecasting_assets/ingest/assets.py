@@ -92,7 +92,7 @@ def raw_sales(context: dg.AssetExecutionContext, source: SalesSource, landed_sal
     folder = source.folder_path()
     with bad_input_fails_at_once("Cannot read the source folder"):
         spec = load_source_spec(folder)
-        base_rows = read_raw_sales(folder, spec)
+        base_rows = read_raw_sales(folder, spec, cached=True)
     accepted = [b.key for b in read_manifest(source.landing_path())]
     batches = newest_first(landed_sales or {}, accepted)
     rows = concat_raw_sales([*batches, base_rows])

@@ -898,8 +898,8 @@ def read_parsed(folder: Path, name: str, spec: SourceSpec, reader) -> pd.DataFra
     Parsing an M5-size wide CSV (30,490 rows × 1,941 days, with its prices) takes ~20 s every run, the
     nightly refresh included, although the source folder rarely changes; its Parquet copy reads in a few
     seconds. An entry is keyed by :func:`parse_cache_key`, so a changed file (or spec, or parser) is parsed
-    again; one entry is kept per file and way of reading it (the pipeline and the demo generator read the same
-    file with different specs: they do not evict each other). A file whose values did not all parse as numbers
+    again; one entry is kept per file and way of reading it (two specs reading one file do not evict each
+    other). A file whose values did not all parse as numbers
     is never cached (its text is kept as text, and its errors are reported from the file itself).
     """
     from forecasting_assets.paths import data_dir
@@ -923,7 +923,7 @@ def read_parsed(folder: Path, name: str, spec: SourceSpec, reader) -> pd.DataFra
     return frame
 
 
-def read_raw_sales(folder: Path, spec: SourceSpec) -> pd.DataFrame:
+def read_raw_sales(folder: Path, spec: SourceSpec, cached: bool = False) -> pd.DataFrame:
     """The bottom-level rows of the sales files as read, in long form.
 
     Columns: every hierarchy column of ``spec`` and ``ds`` (the date text of the file) as Categoricals of
@@ -932,12 +932,15 @@ def read_raw_sales(folder: Path, spec: SourceSpec) -> pd.DataFrame:
     (1-based line number, header = line 1; for M5 wide files the line of the wide row; for Parquet the row
     number). Raises ``SourceError`` for an empty file, a header without rows, a wrong delimiter, non-UTF-8
     bytes or a missing column.
+
+    ``cached``: through the parse cache (:func:`read_parsed`), for a source folder read on every run; landing
+    files are read once or twice each and are not cached.
     """
     folder = Path(folder)
     if not spec.files:
         raise SourceError(f"{folder}: the spec names no sales file")
     reader = _read_m5_file if spec.format == "m5" else _read_long_file
-    frames = [read_parsed(folder, name, spec, reader) for name in spec.files]
+    frames = [read_parsed(folder, name, spec, reader) if cached else reader(folder, name, spec) for name in spec.files]
     raw = concat_raw_sales(frames)
     order = spec.hierarchy_columns + ["ds", "y"] + (["price"] if "price" in raw.columns else [])
     return raw[order + ["source_file", "source_row"]]

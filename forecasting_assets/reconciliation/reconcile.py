@@ -243,11 +243,11 @@ def _unmelt(long: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame | None:
     rows = len(long) // len(names)
     if not bool((models.reshape(len(names), rows) == names[:, None]).all()):
         return None
-    ids = long[id_columns].iloc[:rows].reset_index(drop=True)
+    arrays = {c: long[c].to_numpy() for c in id_columns}  # each block compared with the first, as arrays
     for k in range(1, len(names)):
-        block = long[id_columns].iloc[k * rows:(k + 1) * rows]
-        if not all(_same_values(block[c].to_numpy(), ids[c].to_numpy()) for c in id_columns):
+        if not all(_same_values(arrays[c][k * rows:(k + 1) * rows], arrays[c][:rows]) for c in id_columns):
             return None
+    ids = long[id_columns].iloc[:rows].reset_index(drop=True)
     if ids.duplicated().any():
         return None  # a pivot keeps the first of duplicated id rows
     values = long["yhat"].to_numpy()
