@@ -24,9 +24,10 @@ SERIES_IDS = ["CA", "CA_1", "TX", TOTAL_ID]
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def explained() -> dict:
-    """A small global model whose series double on event days; a pure-noise exogenous column beside it."""
+@pytest.fixture(scope="module", params=[[lgbm.RECURSIVE], list(lgbm.STRATEGIES)], ids=["recursive", "ensemble"])
+def explained(request) -> dict:
+    """A small global model whose series double on event days; a pure-noise exogenous column beside it.
+    Once recursive alone, once the mean of every strategy (SHAP values of the members' mean)."""
     rng = np.random.default_rng(1)
     n = 300
     dates = pd.date_range("2023-01-01", periods=n + HORIZON, freq="D")
@@ -42,7 +43,7 @@ def explained() -> dict:
     frame, static_cols, exog_cols = lgbm.training_frame(series, exog, lgbm.static_table(None, keys))
     setup = lgbm.feature_setup("D", 7, n, HORIZON)
     setup.static_features, setup.exogenous = static_cols, exog_cols
-    model = lgbm.fit_global_model(frame, setup, {"n_estimators": 150, "num_leaves": 15, "min_child_samples": 10})
+    model = lgbm.fit_global_model(frame, setup, {"n_estimators": 150, "num_leaves": 15, "min_child_samples": 10}, strategies=request.param)
     forecasts, features = lgbm.predict_global_model(model, HORIZON, exog, capture_features=True)
     shap_long, base_value = explain(model, features)
     return {"model": model, "forecasts": forecasts, "features": features, "shap": shap_long, "base": base_value}
@@ -50,13 +51,15 @@ def explained() -> dict:
 
 def test_explain_long_table_shape(explained: dict) -> None:
     shap_long, features = explained["shap"], explained["features"]
-    names = list(explained["model"].mlf.models_[lgbm.MODEL_NAME].feature_name_)
+    names = {name for _, mlf in explained["model"].members() for name in mlf.models_[lgbm.MODEL_NAME].feature_name_}
     assert list(shap_long.columns) == ["unique_id", "ds", "feature", "feature_value", "shap_value", "shap_units"]
-    assert len(shap_long) == len(features) * len(names)
-    assert set(shap_long["feature"]) == set(names)
+    assert set(features["strategy"]) == set(explained["model"].strategies())  # each member's rows are stored
+    forecast_rows = features[["unique_id", "ds"]].drop_duplicates()
+    assert len(shap_long) == len(forecast_rows) * len(names)
+    assert set(shap_long["feature"]) == names
     assert not shap_long.duplicated(["unique_id", "ds", "feature"]).any()
-    # feature_value is the value the model saw for that row
-    seen = features.set_index(["unique_id", "ds"])
+    # feature_value is the value a member saw for that row (members that share a feature see the same value)
+    seen = features.drop(columns="strategy").groupby(["unique_id", "ds"]).first()
     sample = shap_long.sample(50, random_state=0)
     expected = [seen.at[(u, d), f] for u, d, f in zip(sample["unique_id"], sample["ds"], sample["feature"])]
     np.testing.assert_allclose(sample["feature_value"], expected)
@@ -136,7 +139,8 @@ def test_sample_series_keeps_whole_series(explained: dict) -> None:
     assert n == len(SERIES_IDS) and len(same) == len(features)
     sample, n = sample_series(features, max_rows=2 * HORIZON)
     assert n == sample["unique_id"].nunique() and 2 <= n <= 3
-    assert (sample.groupby("unique_id").size() == HORIZON).all()  # all horizon steps of a kept series
+    members = len(explained["model"].members())
+    assert (sample.groupby("unique_id").size() == HORIZON * members).all()  # all horizon steps (of every member) of a kept series
 
 
 def test_sample_series_always_keeps_the_top_level_series(explained: dict) -> None:

@@ -325,6 +325,73 @@ def test_backtest_global_model_has_the_cutoffs(event_data: dict) -> None:
     assert (backtest[lgbm.MODEL_NAME] >= 0).all()
 
 
+def test_lags_ge_horizon_setup_uses_only_lags_of_at_least_the_horizon(event_data: dict) -> None:
+    setup = lgbm.strategy_setup(event_data["setup"], lgbm.LAGS_GE_HORIZON)
+    horizon = event_data["horizon"]
+    assert setup.strategy == lgbm.LAGS_GE_HORIZON and min(setup.lags) == horizon and setup.rolling_lag == horizon
+    assert max(setup.lags) <= setup.history_length // 3
+    assert setup.static_features == event_data["setup"].static_features and setup.exogenous == event_data["setup"].exogenous
+    with pytest.raises(ValueError, match="unknown LightGBM strategy"):
+        lgbm.strategy_setup(event_data["setup"], "direct-ish")
+
+
+def test_lags_ge_horizon_forecasts_from_actuals_only_and_recursive_from_its_own_forecasts(event_data: dict) -> None:
+    """What the strategies mean: at every step, the lags_ge_horizon member sees lags that are actuals; the
+    recursive member's lag 1 at step 2 is its own step-1 forecast (standardized), not an actual."""
+    model = lgbm.fit_global_model(event_data["frame"], event_data["setup"], SMALL_LGBM, strategies=list(lgbm.STRATEGIES))
+    _, features = lgbm.predict_global_model(model, event_data["horizon"], event_data["exog"], capture_features=True)
+    direct = features[features["strategy"] == lgbm.LAGS_GE_HORIZON]
+    horizon = event_data["horizon"]
+    train = event_data["train"].set_index(["unique_id", "ds"])["y"]
+    mean_std = np.asarray(model.mlf.ts.target_transforms[0].scaler_.stats_)
+    stats = pd.DataFrame(mean_std, index=np.asarray(model.mlf.ts.uids), columns=["mean", "std"])
+    lagged = direct.set_index(["unique_id", "ds"])[f"lag{horizon}"]
+    source = [(u, d - pd.Timedelta(days=horizon)) for u, d in lagged.index]
+    actual = (train.reindex(source).to_numpy() - stats["mean"].reindex(lagged.index.get_level_values(0)).to_numpy()) / stats["std"].reindex(lagged.index.get_level_values(0)).to_numpy()
+    np.testing.assert_allclose(lagged.to_numpy(), actual, rtol=1e-6)  # every step: the actual of horizon days before
+    recursive = features[features["strategy"] == lgbm.RECURSIVE]
+    second_day = recursive["ds"].min() + pd.Timedelta(days=1)
+    lag1 = recursive.loc[recursive["ds"] == second_day, "lag1"].to_numpy()
+    last_actual = (train.groupby(level=0).last() - stats["mean"]) / stats["std"]
+    assert not np.allclose(lag1, last_actual.sort_index().to_numpy())
+
+
+def test_a_model_of_several_strategies_forecasts_their_mean(event_data: dict) -> None:
+    both = lgbm.fit_global_model(event_data["frame"], event_data["setup"], SMALL_LGBM, strategies=list(lgbm.STRATEGIES))
+    assert both.strategies() == list(lgbm.STRATEGIES)
+    singles = [lgbm.predict_global_model(lgbm.fit_global_model(event_data["frame"], event_data["setup"], SMALL_LGBM, strategies=[s]), event_data["horizon"], event_data["exog"])[0] for s in lgbm.STRATEGIES]
+    mean, _ = lgbm.predict_global_model(both, event_data["horizon"], event_data["exog"])
+    np.testing.assert_allclose(mean[lgbm.MODEL_NAME], (singles[0][lgbm.MODEL_NAME] + singles[1][lgbm.MODEL_NAME]) / 2, rtol=1e-9)
+    # the backtest of the mean keeps each member's column on request, and its mean is the model's column
+    backtest = lgbm.backtest_global_model(event_data["frame"], event_data["setup"], {"n_estimators": 40}, 14, 2, strategies=list(lgbm.STRATEGIES), keep_members=True)
+    members = [lgbm.member_column(s) for s in lgbm.STRATEGIES]
+    np.testing.assert_allclose(backtest[lgbm.MODEL_NAME], backtest[members].mean(axis=1))
+    # a model pickled before strategies existed has no extra_members attribute: it is one recursive member
+    old = lgbm.fit_global_model(event_data["frame"], event_data["setup"], SMALL_LGBM)
+    del old.__dict__["extra_members"]
+    assert old.strategies() == [lgbm.RECURSIVE] and len(old.members()) == 1
+
+
+def test_choose_strategies_picks_the_option_with_the_best_backtest_score(event_data: dict) -> None:
+    from forecasting_assets.models.assets import strategy_wrmsse
+    from forecasting_assets.resources import ForecastSettings
+
+    backtest = lgbm.backtest_global_model(event_data["frame"], event_data["setup"], {"n_estimators": 40}, 14, 2, strategies=list(lgbm.STRATEGIES), keep_members=True)
+    keys = event_data["keys"].assign(level=lambda t: t["level_order"].map({0: "total", 1: "mid", 2: "bottom"}))
+    score = lambda scored, columns: strategy_wrmsse(scored, columns, event_data["train"], keys, ForecastSettings(), None)  # noqa: E731
+    chosen, scores = lgbm.choose_strategies(backtest, list(lgbm.STRATEGIES), score)
+    options = lgbm.strategy_options(list(lgbm.STRATEGIES))
+    assert set(scores) == {lgbm.RECURSIVE, lgbm.LAGS_GE_HORIZON, "+".join(lgbm.STRATEGIES)} == set(options)
+    assert all(np.isfinite(v) and v > 0 for v in scores.values())
+    assert chosen == options[min(scores, key=scores.get)][0]
+    # a broken member loses: its forecasts doubled, it can only be chosen if it were better than the rest
+    broken = backtest.assign(**{lgbm.member_column(lgbm.LAGS_GE_HORIZON): backtest[lgbm.member_column(lgbm.LAGS_GE_HORIZON)] * 3})
+    broken[lgbm.MODEL_NAME] = broken[[lgbm.member_column(s) for s in lgbm.STRATEGIES]].mean(axis=1)
+    assert lgbm.choose_strategies(broken, list(lgbm.STRATEGIES), score)[0] == [lgbm.RECURSIVE]
+    # one strategy: nothing to choose, nothing scored
+    assert lgbm.choose_strategies(backtest, [lgbm.RECURSIVE], score) == ([lgbm.RECURSIVE], {})
+
+
 # --------------------------------------------------------------------------------------------------
 # Optuna tuning
 # --------------------------------------------------------------------------------------------------

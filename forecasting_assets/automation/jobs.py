@@ -11,7 +11,7 @@ TUNING = dg.AssetSelection.assets("lightgbm_tuning")
 
 # what a nightly refresh does not touch: tuning, refitting, backtests and the promotion gate
 TRAINING = dg.AssetSelection.assets(
-    "lightgbm_tuning", "lightgbm_model", "backtest_forecasts", "reconciled_backtest", "backtest_metrics",
+    "lightgbm_tuning", "lightgbm_model", "backtest_forecasts", "lightgbm_strategy", "reconciled_backtest", "backtest_metrics",
     "backtest_series_metrics", "series_features", "model_promotion",
 )
 

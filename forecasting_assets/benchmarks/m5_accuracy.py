@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     forecasts = forecasts_table(home, args.calendar)
     forecasts.to_csv(out / "forecasts.csv", index=False)
     scores: dict = {"cutoff": args.cutoff, "train_end": str(train_end.date()), "horizon": args.horizon, "run": run, "stages": stages}
+    strategy_file = home / "data" / "outputs" / "lightgbm_strategy.json"
+    if strategy_file.exists():  # which LightGBM strategies served, and every option's backtest WRMSSE
+        scores["lightgbm_strategy"] = json.loads(strategy_file.read_text())
     wrmsse, chosen = score_table(home)
     if len(wrmsse):
         spec = json.loads((home / "data" / "outputs" / "source_spec.json").read_text())
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
 def print_report(scores: dict, wrmsse: pd.DataFrame, chosen: str, out: Path) -> None:
     print(f"\nM5 accuracy benchmark: trained to d_{scores['cutoff']} ({scores['train_end']}), horizon {scores['horizon']}")
     print(f"forecasts: {out / 'forecasts.csv'}   scores: {out / 'scores.json'}\n")
+    if "lightgbm_strategy" in scores:
+        print("LightGBM strategies (chosen by backtest mean WRMSSE):", scores["lightgbm_strategy"]["strategies"], scores["lightgbm_strategy"]["backtest_wrmsse"], "\n")
     if "summary" in scores:
         table = wrmsse.pivot_table(index="level", columns="model", values="wrmsse", sort=False)
         shown = [m for m in [BASELINE, ES_BOTTOM_UP, "AutoETS", "CrostonOptimized", "LightGBM", chosen] if m in table.columns]

@@ -1,7 +1,8 @@
 """SHAP values of the LightGBM forecasts (shap's TreeExplainer, exact for tree models).
 
 The model predicts each series' target standardized by that series' mean and standard deviation, so
-raw SHAP values are in standard deviations. Multiplying by the series' standard deviation turns them
+raw SHAP values are in standard deviations. A model of several members (strategies) forecasts their mean;
+its SHAP values are the mean of the members' (SHAP values add up over models). Multiplying by the series' standard deviation turns them
 into units of sales, exactly: ``forecast = mean + std * (base_value + Σ shap)``. Both are stored.
 """
 
@@ -18,12 +19,14 @@ ID_COLUMNS = ("unique_id", "ds")
 
 
 def sample_series(features: pd.DataFrame, max_rows: int, seed: int = 0) -> tuple[pd.DataFrame, int]:
-    """A uniform random sample of whole series (all horizon steps) within ``max_rows``.
+    """A uniform random sample of whole series (all horizon steps) within ``max_rows`` explained forecasts
+    (each forecast has a feature row per member of the model).
 
     The grand total (``Total``) is always among them when present.
     """
     ids = features["unique_id"].drop_duplicates().to_numpy()
-    rows_per_series = max(1, len(features) // max(1, len(ids)))
+    forecasts = features["ds"].nunique() * len(ids) if "strategy" in features.columns else len(features)  # one per member
+    rows_per_series = max(1, forecasts // max(1, len(ids)))
     n_keep = max(1, max_rows // rows_per_series)
     if n_keep >= len(ids):
         return features, len(ids)
@@ -37,26 +40,44 @@ def sample_series(features: pd.DataFrame, max_rows: int, seed: int = 0) -> tuple
 def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     """Long SHAP table: unique_id, ds, feature, feature_value, shap_value, shap_units; and the base value.
 
-    ``model`` is a ``FittedGlobalModel``; ``features`` the rows it saw at forecast time.
+    ``model`` is a ``FittedGlobalModel``; ``features`` the rows its members saw at forecast time (a
+    ``strategy`` column names the member; without it every row is the first member's). The model forecasts
+    the mean of its M members, and SHAP values are additive over models: each feature's value is the sum
+    of its members' SHAP values divided by M (0 for a member without that feature), the base value the mean
+    of the members' base values. So ``forecast = mean + std * (base_value + Σ shap)`` holds for the
+    ensemble too (before the clip at zero).
     """
     import shap
 
-    booster = model.mlf.models_["LightGBM"]
-    feature_names = list(booster.feature_name_)
-    matrix = features[feature_names]
-    explainer = shap.TreeExplainer(booster)
-    values = np.asarray(explainer.shap_values(matrix))
-    base_value = float(np.ravel(explainer.expected_value)[0])
+    members = model.members()
+    primary = features[features["strategy"] == members[0][0].strategy] if "strategy" in features.columns else features
+    keys = pd.MultiIndex.from_frame(primary[list(ID_COLUMNS)])
+    names: list[str] = []
+    for _, mlf in members:
+        names += [name for name in mlf.models_["LightGBM"].feature_name_ if name not in names]
+    values = np.zeros((len(primary), len(names)))
+    seen = np.full((len(primary), len(names)), np.nan)
+    base_value = 0.0
+    for setup, mlf in members:
+        booster = mlf.models_["LightGBM"]
+        member_names = list(booster.feature_name_)
+        rows = primary if "strategy" not in features.columns else features[features["strategy"] == setup.strategy]
+        matrix = rows.set_index(list(ID_COLUMNS)).reindex(keys)[member_names]  # the primary's row order
+        explainer = shap.TreeExplainer(booster)
+        columns = [names.index(name) for name in member_names]
+        values[:, columns] += np.asarray(explainer.shap_values(matrix)) / len(members)
+        unseen = np.isnan(seen[:, columns]).all(axis=0)  # a feature's value, from the first member that has it
+        seen[:, np.asarray(columns)[unseen]] = matrix.to_numpy(dtype=np.float64)[:, unseen]
+        base_value += float(np.ravel(explainer.expected_value)[0]) / len(members)
 
-    std = model.target_std().reindex(features["unique_id"]).to_numpy()
-
+    std = model.target_std().reindex(primary["unique_id"]).to_numpy()
     n_rows, n_features = values.shape
     long = pd.DataFrame(
         {
-            "unique_id": np.repeat(features["unique_id"].to_numpy(), n_features),
-            "ds": np.repeat(features["ds"].to_numpy(), n_features),
-            "feature": np.tile(feature_names, n_rows),
-            "feature_value": matrix.to_numpy(dtype=np.float64).reshape(-1),
+            "unique_id": np.repeat(primary["unique_id"].to_numpy(), n_features),
+            "ds": np.repeat(primary["ds"].to_numpy(), n_features),
+            "feature": np.tile(names, n_rows),
+            "feature_value": seen.reshape(-1),
             "shap_value": values.reshape(-1),
         }
     )

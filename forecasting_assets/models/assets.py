@@ -39,6 +39,14 @@ class TuningConfig(dg.Config):
     study_name: str = ""  # default: lightgbm_<source folder>_<frequency>
 
 
+class BacktestConfig(dg.Config):
+    """The LightGBM multi-horizon strategies the backtest chooses from: each alone, or the mean of all."""
+
+    strategies: list[str] = list(lgbm.STRATEGIES)  # "recursive", "lags_ge_horizon"
+    # the choice is scored on the series of the top levels up to this many (whole levels), as WRMSSE
+    choice_max_series: int = 5_000
+
+
 def source_slug(source: SalesSource) -> str:
     """A name for the source (its folder), used for the Optuna study and the registered model."""
     return re.sub(r"[^a-z0-9]+", "_", source.folder_path().name.lower()).strip("_") or "source"
@@ -151,6 +159,7 @@ def lightgbm_tuning(
 def lightgbm_model(
     context: dg.AssetExecutionContext,
     lightgbm_tuning: dict,
+    lightgbm_strategy: dict,
     hierarchical_series: pd.DataFrame,
     exogenous_features: pd.DataFrame,
     series_features: pd.DataFrame,
@@ -166,8 +175,8 @@ def lightgbm_model(
     train = settings.training_part(hierarchical_series)
     frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     params = lightgbm_tuning["best_params"]
-    model = lgbm.fit_global_model(frame, setup, params, seed=settings.seed, n_jobs=settings.n_jobs)
-    run_id = log_model_to_mlflow(mlflow, model, lightgbm_tuning, len(frame))
+    model = lgbm.fit_global_model(frame, setup, params, seed=settings.seed, n_jobs=settings.n_jobs, strategies=lightgbm_strategy["strategies"])
+    run_id = log_model_to_mlflow(mlflow, model, lightgbm_tuning, lightgbm_strategy, len(frame))
     model.registered_name = registry.registered_model_name(source_slug(source))
     model.registered_version = registry.register(model, model.registered_name)
     context.add_output_metadata(
@@ -175,7 +184,8 @@ def lightgbm_model(
             "registered_model": f"{model.registered_name} version {model.registered_version}",
             "training_rows": len(frame),
             "series": int(frame["unique_id"].nunique()),
-            "features": len(model.mlf.models_[lgbm.MODEL_NAME].feature_name_),
+            "strategies": ", ".join(model.strategies()),
+            "features": len({name for _, mlf in model.members() for name in mlf.models_[lgbm.MODEL_NAME].feature_name_}),
             "params": dg.MetadataValue.json(params),
             "mlflow_run_id": run_id,
         }
@@ -183,7 +193,7 @@ def lightgbm_model(
     return model
 
 
-def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, training_rows: int) -> str:
+def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, strategy: dict, training_rows: int) -> str:
     """Parameters, the Optuna best trial, and the LightGBM model itself."""
     import lightgbm
     import mlflow.lightgbm as mlflow_lightgbm
@@ -191,6 +201,7 @@ def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, tra
     mlflow.log_params({f"lgbm_{k}": v for k, v in model.params.items()})
     mlflow.log_params(
         {
+            "strategies": ",".join(model.strategies()),
             "lags": str(model.setup.lags),
             "rolling_windows": str(model.setup.rolling_windows),
             "date_features": ",".join(model.setup.date_features),
@@ -201,6 +212,8 @@ def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, tra
         }
     )
     mlflow.log_metrics({"optuna_best_cv_rmsse": tuning["best_value"], "optuna_trials_total": tuning["n_trials_total"], "training_rows": training_rows})
+    # MLflow metric names take no "+": "recursive+lags_ge_horizon" is logged as "recursive_and_lags_ge_horizon"
+    mlflow.log_metrics({f"strategy_backtest_wrmsse_{name.replace('+', '_and_')}": score for name, score in strategy["backtest_wrmsse"].items() if score == score})
     mlflow.log_dict(tuning, "optuna_best_trial.json")
     mlflow_lightgbm.log_model(
         model.mlf.models_[lgbm.MODEL_NAME],
@@ -262,12 +275,21 @@ def base_forecasts(
     yield dg.Output(model, output_name="champion_model", metadata={"registered_model": served, "mlflow_run_id": champion.run_id})
 
 
-@dg.asset(
-    group_name="models",
-    description="Rolling-origin backtest (n_windows windows of the horizon, step = horizon) of every base model: unique_id, ds, cutoff, y, one column per model.",
+@dg.multi_asset(
+    outs={
+        "backtest_forecasts": dg.AssetOut(
+            description="Rolling-origin backtest (n_windows windows of the horizon, step = horizon) of every base model: unique_id, ds, cutoff, y, one column per model (LightGBM: the chosen strategies).",
+            group_name="models",
+        ),
+        "lightgbm_strategy": dg.AssetOut(
+            description="The LightGBM multi-horizon strategies that serve (one alone, or the mean of several), chosen by backtest mean WRMSSE, with every option's score.",
+            group_name="models",
+        ),
+    },
 )
 def backtest_forecasts(
     context: dg.AssetExecutionContext,
+    config: BacktestConfig,
     lightgbm_tuning: dict,
     hierarchical_series: pd.DataFrame,
     exogenous_features: pd.DataFrame,
@@ -275,7 +297,7 @@ def backtest_forecasts(
     series_keys: pd.DataFrame,
     source_spec: dict,
     settings: ForecastSettings,
-) -> pd.DataFrame:
+):
     spec = SourceSpec.from_dict(source_spec)
     horizon = settings.horizon_for(spec)
     train = settings.training_part(hierarchical_series)
@@ -284,13 +306,52 @@ def backtest_forecasts(
     )
     frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     refit = settings.refit_windows(len(frame))
-    global_backtest = lgbm.backtest_global_model(frame, setup, lightgbm_tuning["best_params"], horizon, settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs, refit=refit)
+    global_backtest = lgbm.backtest_global_model(frame, setup, lightgbm_tuning["best_params"], horizon, settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs, refit=refit, strategies=config.strategies, keep_members=True)
+    training_rows = len(frame)
+    del frame
+    choice_ids = affordable_series(series_keys, config.choice_max_series) if len(series_keys) else None
+    strategies, choice_scores = lgbm.choose_strategies(
+        global_backtest, config.strategies, lambda scored, columns: strategy_wrmsse(scored, columns, train, series_keys, settings, choice_ids)
+    )
+    chosen_column = lgbm.strategy_options(config.strategies)["+".join(strategies)][1]
+    global_backtest[lgbm.MODEL_NAME] = global_backtest[chosen_column]
     backtest = statistical.merge(global_backtest[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]], on=["unique_id", "ds", "cutoff"], how="inner")
     if len(backtest) != len(statistical):
         raise RuntimeError("statistical and LightGBM backtests do not cover the same windows")
     fallbacks = statistical_fallback_metadata(context, statistical_fallbacks, "backtest_forecasts")
-    context.add_output_metadata({**frame_metadata(backtest), "windows": settings.n_windows, "lightgbm_training_rows": len(frame), "lightgbm_refit_per_window": refit, "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique())), **fallbacks})
-    return backtest
+    scored_on = f"{len(choice_ids)} series of the top levels" if choice_ids is not None else "every series"
+    yield dg.Output(
+        backtest,
+        output_name="backtest_forecasts",
+        metadata={**frame_metadata(backtest), "windows": settings.n_windows, "lightgbm_training_rows": training_rows, "lightgbm_refit_per_window": refit, "lightgbm_strategies": ", ".join(strategies), "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique())), **fallbacks},
+    )
+    choice = {"strategies": strategies, "backtest_wrmsse": {name: round(score, 6) for name, score in choice_scores.items()}, "scored_on": scored_on, "windows": settings.n_windows}
+    ranking = pd.DataFrame({"option": list(choice_scores), "backtest mean WRMSSE": list(choice_scores.values())}).sort_values("backtest mean WRMSSE")
+    yield dg.Output(
+        choice,
+        output_name="lightgbm_strategy",
+        metadata={"strategies": ", ".join(strategies), "options": dg.MetadataValue.md(ranking.to_markdown(index=False, floatfmt=".4f")), "scored_on": scored_on},
+    )
+
+
+def strategy_wrmsse(
+    backtest: pd.DataFrame, columns: list[str], train: pd.DataFrame, series_keys: pd.DataFrame, settings: ForecastSettings, ids: list[str] | None
+) -> dict[str, float]:
+    """Mean WRMSSE over levels of each LightGBM column of a backtest (every window), on ``ids`` only when given."""
+    from forecasting_assets.evaluation.assets import level_weights
+    from forecasting_assets.evaluation.metrics import OVERALL_LEVEL, score_forecasts
+
+    keys = series_keys if len(series_keys) else pd.DataFrame({"unique_id": backtest["unique_id"].unique(), "level": "series", "level_order": 0})
+    if ids is not None:
+        keep = set(ids)
+        backtest = backtest[backtest["unique_id"].isin(keep)]
+        train = train[train["unique_id"].isin(keep)]
+        keys = keys[keys["unique_id"].isin(keep)]
+    weights, _ = level_weights(settings, train, keys)
+    actuals = backtest[["unique_id", "ds", "y"]]
+    _, per_level = score_forecasts(backtest[["unique_id", "ds", "cutoff", *columns]], actuals, train, keys, weights, models=columns)
+    overall = per_level[per_level["level"] == OVERALL_LEVEL].set_index("model")["wrmsse"]
+    return {column: float(overall.get(column, float("nan"))) for column in columns}
 
 
 @dg.asset(
@@ -330,14 +391,14 @@ def model_promotion(
         ineligible = f"the champion v{champion.version} (trained to {pd.Timestamp(champion_model.last_date).date()})"
         champion, champion_model = None, None
     scored = backtest_forecasts[["unique_id", "ds", "cutoff", "y"]].assign(candidate=backtest_forecasts[lgbm.MODEL_NAME])
-    same_configuration = champion_model is not None and champion_model.params == lightgbm_model.params
+    same_configuration = champion_model is not None and (champion_model.params, champion_model.strategies()) == (lightgbm_model.params, lightgbm_model.strategies())
     if champion_model is not None:
         if same_configuration:
             scored["champion"] = scored["candidate"]
         else:
             frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
             rerun = lgbm.backtest_global_model(
-                frame, setup, champion_model.params, settings.horizon_for(spec), settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs, refit=settings.refit_windows(len(frame))
+                frame, setup, champion_model.params, settings.horizon_for(spec), settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs, refit=settings.refit_windows(len(frame)), strategies=champion_model.strategies()
             )
             scored = scored.merge(rerun[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]].rename(columns={lgbm.MODEL_NAME: "champion"}), on=["unique_id", "ds", "cutoff"], how="left")
     scores = backtest_wrmsse(scored, train, series_keys, settings)

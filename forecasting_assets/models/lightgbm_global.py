@@ -5,12 +5,17 @@
 * lags and rolling means derived from the season length, date features from the frequency;
 * calendar events and SNAP as dynamic exogenous features (known in advance), TSFresh features and the
   intermittency statistics as static features;
-* recursive multi-step forecasting; hyperparameters from an Optuna study (see ``tuning.py``).
+* hyperparameters from an Optuna study (see ``tuning.py``);
+* multi-horizon strategies (``STRATEGIES``): ``recursive`` (lags from 1 on, each step's forecast feeds the
+  next) and ``lags_ge_horizon`` (only lags of at least the horizon: every step of the horizon is forecast
+  from actuals, nothing compounds). A fitted model holds one member per chosen strategy and forecasts their
+  mean; which strategies serve (one alone, or the mean of all) is chosen by the rolling-origin backtest
+  (:func:`choose_strategies`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -18,6 +23,9 @@ import pandas as pd
 from forecasting_assets.spec import freq_family
 
 MODEL_NAME = "LightGBM"
+RECURSIVE = "recursive"
+LAGS_GE_HORIZON = "lags_ge_horizon"
+STRATEGIES = (RECURSIVE, LAGS_GE_HORIZON)
 
 DEFAULT_PARAMS: dict = {
     "n_estimators": 300,
@@ -41,20 +49,31 @@ class FeatureSetup:
     date_features: list[str]
     static_features: list[str] = field(default_factory=list)
     exogenous: list[str] = field(default_factory=list)
+    strategy: str = RECURSIVE
+    rolling_lag: int = 1  # the rolling means are over the values from this lag back
+    season_length: int = 1
+    history_length: int = 0
+    horizon: int = 1
 
     def to_dict(self) -> dict:
         return {
             "freq": self.freq,
+            "strategy": self.strategy,
             "lags": self.lags,
             "rolling_windows": self.rolling_windows,
+            "rolling_lag": self.rolling_lag,
             "date_features": self.date_features,
             "static_features": self.static_features,
             "exogenous": self.exogenous,
+            "season_length": self.season_length,
+            "history_length": self.history_length,
+            "horizon": self.horizon,
         }
 
 
-def feature_setup(freq: str, season_length: int, history_length: int, horizon: int) -> FeatureSetup:
-    """Lags 1–3 plus season multiples; rolling means over one and four seasons (bounded by the history)."""
+def feature_setup(freq: str, season_length: int, history_length: int, horizon: int, strategy: str = RECURSIVE) -> FeatureSetup:
+    """The recursive setup: lags 1–3 plus season multiples; rolling means over one and four seasons (bounded
+    by the history). Other strategies: see :func:`strategy_setup`."""
     s = max(season_length, 1)
     candidate_lags = sorted({1, 2, 3, s, 2 * s, 3 * s, 4 * s})
     max_lag = max(1, history_length // 3)
@@ -69,7 +88,31 @@ def feature_setup(freq: str, season_length: int, history_length: int, horizon: i
         "QS": ["quarter"],
         "QE": ["quarter"],
     }.get(family, ["month"])
-    return FeatureSetup(freq=freq, lags=lags, rolling_windows=windows, date_features=date_features)
+    setup = FeatureSetup(
+        freq=freq, lags=lags, rolling_windows=windows, date_features=date_features,
+        season_length=s, history_length=history_length, horizon=horizon,
+    )
+    return setup if strategy == RECURSIVE else strategy_setup(setup, strategy)
+
+
+def strategy_setup(setup: FeatureSetup, strategy: str) -> FeatureSetup:
+    """The setup of ``strategy`` with the features (static, exogenous, dates) of ``setup``.
+
+    ``lags_ge_horizon``: lags horizon, horizon + one to five seasons, about a quarter, half a year and a year
+    (what the history allows), rolling means over one, four and thirteen seasons from the horizon's lag back:
+    a forecast h ≤ horizon steps ahead uses actuals only.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown LightGBM strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if strategy == RECURSIVE:
+        base = feature_setup(setup.freq, setup.season_length, setup.history_length, setup.horizon)
+        return replace(base, static_features=setup.static_features, exogenous=setup.exogenous)
+    s, h = max(setup.season_length, 1), max(setup.horizon, 1)
+    max_lag = max(h, setup.history_length // 3)
+    candidates = {h + k * s for k in range(6)} | {h + 9 * s, h + 22 * s, 52 * s}
+    lags = sorted(lag for lag in candidates if h <= lag <= max_lag)
+    windows = [w for w in (s, 4 * s, 13 * s) if w > 1 and h + w <= max_lag] or [2]
+    return replace(setup, strategy=strategy, lags=lags, rolling_windows=windows, rolling_lag=h)
 
 
 def make_mlforecast(setup: FeatureSetup, params: dict, seed: int = 0, n_jobs: int = 1):
@@ -79,7 +122,7 @@ def make_mlforecast(setup: FeatureSetup, params: dict, seed: int = 0, n_jobs: in
     from mlforecast.target_transforms import LocalStandardScaler
 
     model = lgb.LGBMRegressor(**{**DEFAULT_PARAMS, **params}, random_state=seed, n_jobs=n_jobs, verbosity=-1)
-    lag_transforms = {1: [RollingMean(window_size=w) for w in setup.rolling_windows]}
+    lag_transforms = {setup.rolling_lag: [RollingMean(window_size=w) for w in setup.rolling_windows]}
     return MLForecast(
         models={MODEL_NAME: model},
         freq=setup.freq,
@@ -136,7 +179,10 @@ def future_exogenous(
 
 @dataclass
 class FittedGlobalModel:
-    """A fitted MLForecast plus what is needed to forecast again (picklable)."""
+    """A fitted MLForecast per strategy plus what is needed to forecast again (picklable).
+
+    ``mlf``/``setup`` are the first member; ``extra_members`` the others, as (setup, MLForecast) pairs.
+    The model's forecast is the mean of its members' forecasts."""
 
     mlf: object
     setup: FeatureSetup
@@ -145,13 +191,21 @@ class FittedGlobalModel:
     registered_name: str = ""  # MLflow registered model and version, once registered
     registered_version: str = ""
     serving_std: pd.Series | None = None  # per-series std of the history the last forecast started from
+    extra_members: tuple = ()  # models pickled before strategies existed have none
+
+    def members(self) -> list[tuple[FeatureSetup, object]]:
+        return [(self.setup, self.mlf), *self.extra_members]
+
+    def strategies(self) -> list[str]:
+        return [setup.strategy for setup, _ in self.members()]
 
     def trained_past(self, history: pd.DataFrame) -> bool:
         """Whether the model saw days after the end of ``history`` (it would leak them into a forecast)."""
         return pd.Timestamp(self.last_date) > history["ds"].max()
 
     def target_std(self) -> pd.Series:
-        """Per-series std of the target normalization (LocalStandardScaler) behind the latest forecast."""
+        """Per-series std of the target normalization (LocalStandardScaler) behind the latest forecast
+        (the same for every member: each normalizes the same history)."""
         if self.serving_std is not None:
             return self.serving_std
         stats = np.asarray(self.mlf.ts.target_transforms[0].scaler_.stats_)  # mean, std per series
@@ -162,12 +216,25 @@ class FittedGlobalModel:
         return self.mlf.ts.static_features_.reset_index(drop=True)
 
 
+def member_setups(setup: FeatureSetup, strategies: list[str] | tuple[str, ...] | None) -> list[FeatureSetup]:
+    """One setup per strategy (``setup`` itself for its own strategy), in the given order."""
+    chosen = list(strategies or [setup.strategy])
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise ValueError(f"strategies must be distinct and not empty, got {chosen}")
+    return [setup if strategy == setup.strategy else strategy_setup(setup, strategy) for strategy in chosen]
+
+
 def fit_global_model(
-    frame: pd.DataFrame, setup: FeatureSetup, params: dict, seed: int = 0, n_jobs: int = 1
+    frame: pd.DataFrame, setup: FeatureSetup, params: dict, seed: int = 0, n_jobs: int = 1, strategies: list[str] | None = None
 ) -> FittedGlobalModel:
-    mlf = make_mlforecast(setup, params, seed=seed, n_jobs=n_jobs)
-    mlf.fit(frame, static_features=setup.static_features)
-    return FittedGlobalModel(mlf=mlf, setup=setup, params=params, last_date=frame["ds"].max())
+    """Fit one member per strategy (default: ``setup``'s own) with the same parameters."""
+    members = []
+    for member_setup in member_setups(setup, strategies):
+        mlf = make_mlforecast(member_setup, params, seed=seed, n_jobs=n_jobs)
+        mlf.fit(frame, static_features=member_setup.static_features)
+        members.append((member_setup, mlf))
+    (first_setup, first_mlf), *rest = members
+    return FittedGlobalModel(mlf=first_mlf, setup=first_setup, params=params, last_date=frame["ds"].max(), extra_members=tuple(rest))
 
 
 def predict_global_model(
@@ -178,8 +245,9 @@ def predict_global_model(
     history: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Forecast ``horizon`` steps after the training data, or after ``history`` when given (the latest
-    data, as built by ``training_frame``: a refresh without refitting). Optionally return the feature rows
-    the model saw at each step (the input of SHAP)."""
+    data, as built by ``training_frame``: a refresh without refitting): the mean of the members' forecasts.
+    Optionally return the feature rows each member saw at each step (the input of SHAP), with a ``strategy``
+    column naming the member."""
     if history is not None:
         ids = np.sort(history["unique_id"].unique())
         last_date = pd.Timestamp(history["ds"].max())
@@ -189,24 +257,31 @@ def predict_global_model(
         ids = np.asarray(model.mlf.ts.uids)
         last_date = model.last_date
     x_df = future_exogenous(exogenous, ids, last_date, horizon, model.setup.freq) if model.setup.exogenous else None
-    captured: list[pd.DataFrame] = []
+    dates = pd.date_range(last_date, periods=horizon + 1, freq=model.setup.freq)[1:]
+    forecasts, feature_tables = None, []
+    members = model.members()
+    for setup, mlf in members:
+        captured: list[pd.DataFrame] = []
 
-    def _capture(features: pd.DataFrame) -> pd.DataFrame:
-        captured.append(features.copy())
-        return features
+        def _capture(features: pd.DataFrame) -> pd.DataFrame:
+            captured.append(features.copy())
+            return features
 
-    forecasts = model.mlf.predict(
-        horizon, new_df=history, X_df=x_df, before_predict_callback=_capture if capture_features else None
-    )
-    forecasts[MODEL_NAME] = forecasts[MODEL_NAME].clip(lower=0.0)
-    features = None
-    if capture_features:
-        dates = pd.date_range(last_date, periods=horizon + 1, freq=model.setup.freq)[1:]
-        for step, frame in enumerate(captured):
-            frame.insert(0, "ds", dates[step])
-            frame.insert(0, "unique_id", ids)
-        features = pd.concat(captured, ignore_index=True)
-    return forecasts.reset_index(drop=True), features
+        member = mlf.predict(horizon, new_df=history, X_df=x_df, before_predict_callback=_capture if capture_features else None)
+        share = member[MODEL_NAME].clip(lower=0.0).to_numpy() / len(members)  # each member clipped, as in backtests
+        if forecasts is None:
+            forecasts = member.reset_index(drop=True)
+            forecasts[MODEL_NAME] = share
+        else:
+            forecasts[MODEL_NAME] += share  # every member forecasts the same series and dates, in one order
+        if capture_features:
+            for step, frame in enumerate(captured):
+                frame.insert(0, "ds", dates[step])
+                frame.insert(0, "unique_id", ids)
+                frame.insert(2, "strategy", setup.strategy)
+            feature_tables.extend(captured)
+    features = pd.concat(feature_tables, ignore_index=True) if capture_features else None
+    return forecasts, features
 
 
 def backtest_global_model(
@@ -218,16 +293,60 @@ def backtest_global_model(
     seed: int = 0,
     n_jobs: int = 1,
     refit: bool = True,
+    strategies: list[str] | None = None,
+    keep_members: bool = False,
 ) -> pd.DataFrame:
-    """Rolling-origin backtest: unique_id, ds, cutoff, y, LightGBM.
+    """Rolling-origin backtest: unique_id, ds, cutoff, y, LightGBM (the mean of the strategies' forecasts;
+    ``keep_members``: plus one column ``LightGBM[<strategy>]`` per strategy).
 
     ``refit``: the model is refit on the data before each window; False fits it once, before the first
     window, and forecasts every window with it (on the actuals up to each cutoff): ``n_windows`` times
     cheaper, and a little pessimistic for the later windows (their model is older).
     """
-    mlf = make_mlforecast(setup, params, seed=seed, n_jobs=n_jobs)
-    backtest = mlf.cross_validation(
-        frame, n_windows=n_windows, h=horizon, step_size=horizon, static_features=setup.static_features, refit=refit
-    )
-    backtest[MODEL_NAME] = backtest[MODEL_NAME].clip(lower=0.0)
+    backtest = None
+    setups = member_setups(setup, strategies)
+    for member_setup in setups:
+        mlf = make_mlforecast(member_setup, params, seed=seed, n_jobs=n_jobs)
+        member = mlf.cross_validation(
+            frame, n_windows=n_windows, h=horizon, step_size=horizon, static_features=member_setup.static_features, refit=refit
+        ).reset_index(drop=True)
+        column = member_column(member_setup.strategy)
+        member = member.rename(columns={MODEL_NAME: column})
+        member[column] = member[column].clip(lower=0.0)
+        backtest = member if backtest is None else backtest.merge(member.drop(columns="y"), on=["unique_id", "ds", "cutoff"], how="inner")
+    columns = [member_column(s.strategy) for s in setups]
+    backtest[MODEL_NAME] = backtest[columns].mean(axis=1)
+    if not keep_members:
+        backtest = backtest.drop(columns=columns)
     return backtest.reset_index(drop=True)
+
+
+def member_column(strategy: str) -> str:
+    return f"{MODEL_NAME}[{strategy}]"
+
+
+def strategy_options(strategies: list[str]) -> dict[str, tuple[list[str], str]]:
+    """What can serve: each strategy alone, and (with several) the mean of all of them — name → (the
+    strategies, their column in a ``keep_members`` backtest)."""
+    strategies = list(dict.fromkeys(strategies))
+    if len(strategies) == 1:
+        return {strategies[0]: (strategies, MODEL_NAME)}
+    options = {strategy: ([strategy], member_column(strategy)) for strategy in strategies}
+    options["+".join(strategies)] = (strategies, MODEL_NAME)
+    return options
+
+
+def choose_strategies(backtest: pd.DataFrame, strategies: list[str], score) -> tuple[list[str], dict[str, float]]:
+    """The option of :func:`strategy_options` with the lowest ``score`` (a callable: backtest frame, list of
+    columns → {column: error}); a tie goes to the option with fewer members. Returns the chosen strategies
+    and every option's error."""
+    options = strategy_options(strategies)
+    if len(options) == 1:
+        return next(iter(options.values()))[0], {}
+    errors = score(backtest, [column for _, column in options.values()])
+    scores = {name: float(errors[column]) for name, (_, column) in options.items()}
+    finite = {name: value for name, value in scores.items() if np.isfinite(value)}
+    if not finite:
+        raise ValueError(f"no strategy has a finite backtest score: {scores}")
+    best = min(finite, key=lambda name: (finite[name], len(options[name][0])))
+    return options[best][0], scores

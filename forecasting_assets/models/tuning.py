@@ -37,11 +37,18 @@ def cv_rmsse(
     cv = mlf.cross_validation(
         frame, n_windows=n_windows, h=horizon, step_size=horizon, static_features=setup.static_features, refit=refit
     )
+    return mean_rmsse(cv, frame, MODEL_NAME)
+
+
+def mean_rmsse(cv: pd.DataFrame, frame: pd.DataFrame, column: str) -> float:
+    """Mean RMSSE (one-step scale) of ``column`` of a CV frame over series and windows."""
+    from utilsforecast.losses import rmsse
+
     scores = []
     for cutoff, window in cv.groupby("cutoff"):
         history = frame.loc[frame["ds"] <= cutoff, ["unique_id", "ds", "y"]]
-        per_series = rmsse(window[["unique_id", "ds", "y", MODEL_NAME]], models=[MODEL_NAME], seasonality=1, train_df=history)
-        scores.append(per_series[MODEL_NAME].replace([float("inf")], float("nan")))
+        per_series = rmsse(window[["unique_id", "ds", "y", column]], models=[column], seasonality=1, train_df=history)
+        scores.append(per_series[column].replace([float("inf")], float("nan")))
     return float(pd.concat(scores).mean())
 
 
