@@ -372,7 +372,7 @@ def degenerate_reconciliation_inputs():
 def test_reconciled_forecasts_fall_back_when_the_chosen_method_fails(degenerate_reconciliation_inputs) -> None:
     import dagster as dg
 
-    from forecasting_assets.reconciliation.assets import final_forecasts, forecast_quantiles, reconciled_forecasts
+    from forecasting_assets.reconciliation.assets import QuantileConfig, final_forecasts, forecast_quantiles, reconciled_forecasts
 
     hierarchy, backtest, base = degenerate_reconciliation_inputs
     # the backtest ranked mint_shrink first; on the future its residuals (every window, all zero) break it
@@ -394,7 +394,7 @@ def test_reconciled_forecasts_fall_back_when_the_chosen_method_fails(degenerate_
 
     reconciled_bt, _ = reconcile_backtest(backtest, ["LightGBM"], hierarchy.series_keys, hierarchy.structure)
     quantile_context = dg.build_asset_context()
-    quantiles = forecast_quantiles(quantile_context, final, to_long(reconciled_bt, ["unique_id", "ds", "cutoff", "y"]), hierarchy.series, hierarchy.series_keys)
+    quantiles = forecast_quantiles(quantile_context, QuantileConfig(), final, to_long(reconciled_bt, ["unique_id", "ds", "cutoff", "y"]), hierarchy.series, hierarchy.series_keys)
     assert quantile_context.get_output_metadata("result")["residuals_from"] == f"LightGBM/{WLS}"
     assert np.isfinite(quantiles.drop(columns=["unique_id", "ds"]).to_numpy(dtype=float)).all()
 
@@ -420,7 +420,7 @@ def test_every_method_but_bottom_up_failing_falls_back_to_bottom_up(degenerate_r
 def test_quantiles_use_bottom_up_errors_when_the_chosen_forecast_has_no_backtest(degenerate_reconciliation_inputs) -> None:
     import dagster as dg
 
-    from forecasting_assets.reconciliation.assets import forecast_quantiles
+    from forecasting_assets.reconciliation.assets import QuantileConfig, forecast_quantiles
 
     hierarchy, backtest, base = degenerate_reconciliation_inputs
     reconciled_bt, skipped = reconcile_backtest(backtest, ["LightGBM"], hierarchy.series_keys, hierarchy.structure)
@@ -428,7 +428,7 @@ def test_quantiles_use_bottom_up_errors_when_the_chosen_forecast_has_no_backtest
     # mint_shrink worked on the future horizon but in no backtest window: no errors of its own
     final = base[["unique_id", "ds"]].assign(yhat=base["LightGBM"], model=f"LightGBM/{MINT_SHRINK}", level="x")
     context = dg.build_asset_context()
-    quantiles = forecast_quantiles(context, final, to_long(reconciled_bt, ["unique_id", "ds", "cutoff", "y"]), hierarchy.series, hierarchy.series_keys)
+    quantiles = forecast_quantiles(context, QuantileConfig(), final, to_long(reconciled_bt, ["unique_id", "ds", "cutoff", "y"]), hierarchy.series, hierarchy.series_keys)
     meta = context.get_output_metadata("result")
     assert meta["model"] == f"LightGBM/{MINT_SHRINK}" and meta["residuals_from"] == "LightGBM/BottomUp"
     assert len(quantiles) == len(final) and np.isfinite(quantiles["q0.975"]).all()
@@ -458,8 +458,9 @@ def test_backtest_forecasts_metadata_lists_the_series_that_fell_back(monkeypatch
     series = _daily({**_healthy(n=3), "one_empty_day": one_empty_day})
     spec = SourceSpec(format="long", files=[], frequency="D", levels=[[]], season_length=SEASON, horizon=HORIZON)
     context = dg.build_asset_context()
-    backtest = model_assets.backtest_forecasts(
+    outputs = model_assets.backtest_forecasts(
         context,
+        config=model_assets.BacktestConfig(strategies=[lgbm.RECURSIVE]),
         lightgbm_tuning={"best_params": {}},
         hierarchical_series=series,
         exogenous_features=pd.DataFrame(),
@@ -468,8 +469,11 @@ def test_backtest_forecasts_metadata_lists_the_series_that_fell_back(monkeypatch
         source_spec=spec.to_dict(),
         settings=ForecastSettings(ets_model="MNM", n_windows=3, n_jobs=1),
     )
-    meta = context.get_output_metadata("result")
+    backtest_output, strategy_output = list(outputs)
+    backtest = backtest_output.value
+    assert strategy_output.value["strategies"] == [lgbm.RECURSIVE]
+    meta = {key: value.value for key, value in backtest_output.metadata.items()}
     assert meta["statistical_fallback_series"] == 1
-    table = meta["statistical_fallbacks"].value
+    table = meta["statistical_fallbacks"]
     assert "one_empty_day" in table and "AutoETS" in table and "Inappropriate model" in table and "SeasonalNaive" in table
     assert backtest["unique_id"].nunique() == 4 and np.isfinite(backtest[STAT_MODELS].to_numpy()).all()

@@ -8,7 +8,7 @@ from forecasting_assets.benchmarks.m5_accuracy import forecasts_table, summarize
 from forecasting_assets.benchmarks.measure import MemorySampler
 from forecasting_assets.evaluation.metrics import m5_keys
 from forecasting_assets.models.statistical import forecast_ets_quantiles
-from forecasting_assets.reconciliation.quantiles import M5_QUANTILES, conformal_quantiles
+from forecasting_assets.reconciliation.quantiles import M5_QUANTILES, conformal_quantiles, normal_quantiles, quantile_forecasts
 
 Q_COLS = [f"q{q:g}" for q in M5_QUANTILES]
 
@@ -24,10 +24,36 @@ def test_conformal_quantiles_follow_the_residual_distribution():
     assert (np.diff(table[Q_COLS].to_numpy(), axis=1) >= 0).all()
 
 
-def test_conformal_quantiles_are_non_negative_and_monotone_for_small_series():
+def test_normal_quantiles_are_centred_with_the_rms_of_the_residuals():
+    rng = np.random.default_rng(0)
+    errors = rng.normal(0.0, 10.0, 20_000)
+    backtest = pd.DataFrame({"unique_id": "a", "yhat": 100.0, "y": 100.0 + errors})
+    point = pd.DataFrame({"unique_id": ["a"] * 3 + ["new"], "ds": list(pd.date_range("2024-01-01", periods=3)) + [pd.Timestamp("2024-01-01")], "yhat": [50.0, 60.0, 70.0, 5.0]})
+    table = normal_quantiles(point, backtest)
+    rms = float(np.sqrt(np.mean(errors**2)))
+    a = table[table["unique_id"] == "a"]
+    np.testing.assert_allclose(a["q0.5"], a["yhat"])  # centred on the point forecast
+    np.testing.assert_allclose(a["q0.975"] - a["yhat"], 1.959964 * rms, rtol=1e-5)
+    np.testing.assert_allclose(a["yhat"] - a["q0.025"], 1.959964 * rms, rtol=1e-5)
+    # a series without backtest errors gets a zero-width interval; the table is monotone and non-negative
+    assert (table.loc[table["unique_id"] == "new", Q_COLS].to_numpy() == 5.0).all()
+    assert (np.diff(table[Q_COLS].to_numpy(), axis=1) >= 0).all()
+    # empirical coverage on fresh draws from the same error distribution is the nominal one
+    fresh = 60.0 + rng.normal(0.0, 10.0, 20_000)
+    row = a.iloc[1]
+    for q in (0.025, 0.25, 0.75, 0.975):
+        assert abs(np.mean(fresh <= row[f"q{q:g}"]) - q) < 0.01
+    pd.testing.assert_frame_equal(quantile_forecasts(point, backtest, "normal"), table)
+    pd.testing.assert_frame_equal(quantile_forecasts(point, backtest, "empirical"), conformal_quantiles(point, backtest))
+    with pytest.raises(ValueError, match="unknown quantile method"):
+        quantile_forecasts(point, backtest, "bootstrap")
+
+
+@pytest.mark.parametrize("method", ["normal", "empirical"])
+def test_quantiles_are_non_negative_and_monotone_for_small_series(method):
     backtest = pd.DataFrame({"unique_id": "b", "yhat": [1.0, 2.0, 0.5, 3.0], "y": [0.0, 5.0, 0.0, 0.0]})
     point = pd.DataFrame({"unique_id": ["b"], "ds": [pd.Timestamp("2024-01-01")], "yhat": [0.4]})
-    values = conformal_quantiles(point, backtest)[Q_COLS].to_numpy()
+    values = quantile_forecasts(point, backtest, method)[Q_COLS].to_numpy()
     assert (values >= 0).all() and (np.diff(values, axis=1) >= 0).all()
 
 

@@ -13,7 +13,7 @@ from forecasting_assets.metadata import forecast_panel_png, frame_metadata, larg
 from forecasting_assets.models.assets import BASE_MODELS
 from forecasting_assets.monitoring.live_error import archive_forecast
 from forecasting_assets.paths import outputs_dir
-from forecasting_assets.reconciliation.quantiles import M5_QUANTILES, conformal_quantiles
+from forecasting_assets.reconciliation.quantiles import M5_QUANTILES, quantile_forecasts
 from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, skip_reason, to_long, to_wide
 
 COHERENCE_TOLERANCE = 1e-6
@@ -191,15 +191,23 @@ def final_forecasts(
     return table
 
 
+class QuantileConfig(dg.Config):
+    """How the quantiles are set from the backtest errors: "normal" (forecast ± z·RMS of the errors) or
+    "empirical" (the errors' own quantiles, split-conformal)."""
+
+    method: str = "normal"
+
+
 @dg.asset(
     group_name="reconciliation",
     description=(
         "Quantiles (0.5 %–99.5 %, the M5 levels) around final_forecasts from the chosen forecast's own "
-        "backtest errors (conformal); non-negative and monotone in the quantile level."
+        "backtest errors (normal with their RMS, or their empirical quantiles); non-negative and monotone in the quantile level."
     ),
 )
 def forecast_quantiles(
     context: dg.AssetExecutionContext,
+    config: QuantileConfig,
     final_forecasts: pd.DataFrame,
     reconciled_backtest: pd.DataFrame,
     hierarchical_series: pd.DataFrame,
@@ -212,7 +220,7 @@ def forecast_quantiles(
         residuals_from = "none: no usable backtest errors, the quantiles equal the point forecast"
     elif residuals_from != chosen:
         context.log.warning(f"forecast_quantiles: no usable backtest errors of {chosen}; the quantiles use those of {residuals_from}")
-    table = conformal_quantiles(final_forecasts, backtest, M5_QUANTILES)
+    table = quantile_forecasts(final_forecasts, backtest, config.method, M5_QUANTILES)
     shown = largest_series(series_keys, hierarchical_series)
     history = hierarchical_series[hierarchical_series["unique_id"].isin(shown)]
     plot = forecast_panel_png(history[history["ds"] < table["ds"].min()], table, shown, ["yhat"], band=("q0.025", "q0.975"))
@@ -220,6 +228,7 @@ def forecast_quantiles(
         {
             **frame_metadata(table),
             "model": chosen,
+            "method": config.method,
             "residuals_from": residuals_from,
             "residuals_per_series": int(len(backtest) / max(1, backtest["unique_id"].nunique())),
             "forecast_plot": png_markdown(plot, "forecast with the 95 % interval"),
