@@ -67,21 +67,24 @@ def test_explain_long_table_shape(explained: dict) -> None:
 
 
 def test_shap_additivity_reproduces_the_forecast(explained: dict) -> None:
-    """The module's claim: forecast = mean + std * (base_value + Σ shap_value), per series and period."""
+    """The module's claim: forecast = trend * (mean + std * (base_value + Σ shap_value)), per series and period
+    (trend 1 without detrending)."""
     model, shap_long, base_value = explained["model"], explained["shap"], explained["base"]
     forecasts = explained["forecasts"]
     assert (forecasts[lgbm.MODEL_NAME] > 0).all()  # no clipping at 0 in play: the identity must be exact
-    stats = np.asarray(model.mlf.ts.target_transforms[0].scaler_.stats_)
+    assert model.setup.detrend  # the default: the line is taken out of the target
+    stats = np.asarray(model._scaler().scaler_.stats_)
     uids = np.asarray(model.mlf.ts.uids)
     mean, std = pd.Series(stats[:, 0], index=uids), pd.Series(stats[:, 1], index=uids)
 
     totals = shap_long.groupby(["unique_id", "ds"], as_index=False).agg(shap=("shap_value", "sum"), units=("shap_units", "sum"))
     scored = totals.merge(forecasts, on=["unique_id", "ds"], validate="1:1")
     assert len(scored) == len(forecasts)
-    rebuilt = scored["unique_id"].map(mean) + scored["unique_id"].map(std) * (base_value + scored["shap"])
+    trend = model._detrend().trend(scored["unique_id"], scored["ds"])
+    rebuilt = trend * (scored["unique_id"].map(mean) + scored["unique_id"].map(std) * (base_value + scored["shap"]))
     np.testing.assert_allclose(rebuilt, scored[lgbm.MODEL_NAME], rtol=1e-6)
     # shap_units are the same contributions in sales units
-    rebuilt_units = scored["unique_id"].map(mean) + scored["unique_id"].map(std) * base_value + scored["units"]
+    rebuilt_units = trend * (scored["unique_id"].map(mean) + scored["unique_id"].map(std) * base_value) + scored["units"]
     np.testing.assert_allclose(rebuilt_units, scored[lgbm.MODEL_NAME], rtol=1e-6)
 
 

@@ -343,16 +343,20 @@ def test_lags_ge_horizon_forecasts_from_actuals_only_and_recursive_from_its_own_
     direct = features[features["strategy"] == lgbm.LAGS_GE_HORIZON]
     horizon = event_data["horizon"]
     train = event_data["train"].set_index(["unique_id", "ds"])["y"]
-    mean_std = np.asarray(model.mlf.ts.target_transforms[0].scaler_.stats_)
+    mean_std = np.asarray(model._scaler().scaler_.stats_)
     stats = pd.DataFrame(mean_std, index=np.asarray(model.mlf.ts.uids), columns=["mean", "std"])
     lagged = direct.set_index(["unique_id", "ds"])[f"lag{horizon}"]
     source = [(u, d - pd.Timedelta(days=horizon)) for u, d in lagged.index]
-    actual = (train.reindex(source).to_numpy() - stats["mean"].reindex(lagged.index.get_level_values(0)).to_numpy()) / stats["std"].reindex(lagged.index.get_level_values(0)).to_numpy()
+    owners = lagged.index.get_level_values(0)
+    detrended = train.reindex(source).to_numpy() / model._detrend().trend([u for u, _ in source], [d for _, d in source])
+    actual = (detrended - stats["mean"].reindex(owners).to_numpy()) / stats["std"].reindex(owners).to_numpy()
     np.testing.assert_allclose(lagged.to_numpy(), actual, rtol=1e-6)  # every step: the actual of horizon days before
     recursive = features[features["strategy"] == lgbm.RECURSIVE]
     second_day = recursive["ds"].min() + pd.Timedelta(days=1)
     lag1 = recursive.loc[recursive["ds"] == second_day, "lag1"].to_numpy()
-    last_actual = (train.groupby(level=0).last() - stats["mean"]) / stats["std"]
+    last = train.groupby(level=0).tail(1)
+    last_actual = (last.to_numpy() / model._detrend().trend(last.index.get_level_values(0), last.index.get_level_values(1)) - stats["mean"].reindex(last.index.get_level_values(0)).to_numpy()) / stats["std"].reindex(last.index.get_level_values(0)).to_numpy()
+    last_actual = pd.Series(last_actual, index=last.index.get_level_values(0))
     assert not np.allclose(lag1, last_actual.sort_index().to_numpy())
 
 
@@ -431,7 +435,7 @@ def test_tune_persists_and_resumes_the_study(event_data: dict, tmp_path: Path, m
 def test_predict_from_fresh_history_reuses_the_model_without_refitting(event_data: dict) -> None:
     """The nightly refresh: the fitted model forecasts after newer history, with the same scaler convention."""
     model = lgbm.fit_global_model(event_data["frame"], event_data["setup"], SMALL_LGBM, seed=0)
-    trained_stats = np.asarray(model.mlf.ts.target_transforms[0].scaler_.stats_)[:, 1]
+    trained_stats = np.asarray(model._scaler().scaler_.stats_)[:, 1]
     plain, _ = lgbm.predict_global_model(model, event_data["horizon"], event_data["exog"])
     same, _ = lgbm.predict_global_model(model, event_data["horizon"], event_data["exog"], history=event_data["frame"])
     pd.testing.assert_frame_equal(same, plain)  # the same history gives the same forecast
@@ -444,3 +448,34 @@ def test_predict_from_fresh_history_reuses_the_model_without_refitting(event_dat
     assert model.last_date == event_data["train"]["ds"].max()  # the model itself was not refit
     scored = event_data["test"].merge(later, on=["unique_id", "ds"])
     assert len(scored) == 4 * 7 and rmse(scored["y"], scored[lgbm.MODEL_NAME]) < 0.5 * rmse(scored["y"], seasonal_naive(event_data["train"], scored))
+
+
+def test_local_linear_detrend_takes_out_each_series_line_and_puts_it_back() -> None:
+    from forecasting_assets.models.target_transforms import LocalLinearDetrend
+
+    ds = pd.date_range("2024-01-01", periods=200, freq="D")
+    t = np.arange(200, dtype=float)
+    weekly = 1 + 0.3 * np.sin(2 * np.pi * t / 7)
+    frame = pd.concat(
+        [
+            pd.DataFrame({"unique_id": "growing", "ds": ds, "y": (100 + 2 * t) * weekly}),
+            pd.DataFrame({"unique_id": "falling", "ds": ds, "y": np.maximum(50 - 0.4 * t, 0.0)}),  # the line crosses 0
+            pd.DataFrame({"unique_id": "flat_with_gap", "ds": ds, "y": np.where(t == 5, np.nan, 10.0)}),
+        ],
+        ignore_index=True,
+    )
+    detrend = LocalLinearDetrend()
+    detrend.set_column_names("unique_id", "ds", "y")
+    out = detrend.fit_transform(frame)
+    growing = out[out["unique_id"] == "growing"]["y"].to_numpy()
+    assert abs(growing.mean() - 1) < 0.02 and np.ptp(growing[:7]) == pytest.approx(np.ptp(growing[-7:]), rel=0.05)  # the level is gone, the weekly shape stays
+    np.testing.assert_allclose(out[out["unique_id"] == "flat_with_gap"]["y"].dropna(), 1.0)
+    falling = detrend.params_.loc["falling"]
+    np.testing.assert_allclose(detrend.trend(["falling"] * 3, ds[-3:]), falling["floor"])  # floored, never ~0 or negative
+    # the forecasts of the detrended target are multiplied back by the line extended over the horizon
+    future = pd.DataFrame({"unique_id": ["growing"] * 2, "ds": [ds[-1] + pd.Timedelta(days=1), ds[-1] + pd.Timedelta(days=10)], "model": [1.0, 1.0]})
+    back = detrend.inverse_transform(future)
+    slope = detrend.params_.loc["growing", "slope"]
+    assert slope == pytest.approx(2.0, rel=0.05)
+    assert back["model"].iloc[1] - back["model"].iloc[0] == pytest.approx(9 * slope)
+    np.testing.assert_allclose(detrend.inverse_transform(out.rename(columns={"y": "m"}))["m"], frame["y"], rtol=1e-12)

@@ -1,9 +1,10 @@
 """SHAP values of the LightGBM forecasts (shap's TreeExplainer, exact for tree models).
 
-The model predicts each series' target standardized by that series' mean and standard deviation, so
-raw SHAP values are in standard deviations. A model of several members (strategies) forecasts their mean;
-its SHAP values are the mean of the members' (SHAP values add up over models). Multiplying by the series' standard deviation turns them
-into units of sales, exactly: ``forecast = mean + std * (base_value + Σ shap)``. Both are stored.
+The model predicts each series' target divided by its linear trend and standardized by its mean and
+standard deviation, so raw SHAP values are in standard deviations. A model of several members
+(strategies) forecasts their mean; its SHAP values are the mean of the members' (SHAP values add up over
+models). Multiplying by the series' standard deviation and its trend on that day turns them into units of
+sales, exactly: ``forecast = trend * (mean + std * (base_value + Σ shap))``. Both are stored.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
         seen[:, np.asarray(columns)[unseen]] = matrix.to_numpy(dtype=np.float64)[:, unseen]
         base_value += float(np.ravel(explainer.expected_value)[0]) / len(members)
 
-    std = model.target_std().reindex(primary["unique_id"]).to_numpy()
+    std = model.sales_scale(primary["unique_id"].to_numpy(), primary["ds"].to_numpy())  # std (× trend) per row
     n_rows, n_features = values.shape
     long = pd.DataFrame(
         {

@@ -54,6 +54,7 @@ class FeatureSetup:
     season_length: int = 1
     history_length: int = 0
     horizon: int = 1
+    detrend: bool = False  # divide each series by its linear trend first (target_transforms.py); setups pickled before it: no
 
     def to_dict(self) -> dict:
         return {
@@ -68,6 +69,7 @@ class FeatureSetup:
             "season_length": self.season_length,
             "history_length": self.history_length,
             "horizon": self.horizon,
+            "detrend": self.detrend,
         }
 
 
@@ -90,7 +92,7 @@ def feature_setup(freq: str, season_length: int, history_length: int, horizon: i
     }.get(family, ["month"])
     setup = FeatureSetup(
         freq=freq, lags=lags, rolling_windows=windows, date_features=date_features,
-        season_length=s, history_length=history_length, horizon=horizon,
+        season_length=s, history_length=history_length, horizon=horizon, detrend=True,
     )
     return setup if strategy == RECURSIVE else strategy_setup(setup, strategy)
 
@@ -121,6 +123,8 @@ def make_mlforecast(setup: FeatureSetup, params: dict, seed: int = 0, n_jobs: in
     from mlforecast.lag_transforms import RollingMean
     from mlforecast.target_transforms import LocalStandardScaler
 
+    from forecasting_assets.models.target_transforms import LocalLinearDetrend
+
     model = lgb.LGBMRegressor(**{**DEFAULT_PARAMS, **params}, random_state=seed, n_jobs=n_jobs, verbosity=-1)
     lag_transforms = {setup.rolling_lag: [RollingMean(window_size=w) for w in setup.rolling_windows]}
     return MLForecast(
@@ -129,7 +133,7 @@ def make_mlforecast(setup: FeatureSetup, params: dict, seed: int = 0, n_jobs: in
         lags=setup.lags,
         lag_transforms=lag_transforms,
         date_features=setup.date_features,
-        target_transforms=[LocalStandardScaler()],
+        target_transforms=[LocalLinearDetrend(), LocalStandardScaler()] if setup.detrend else [LocalStandardScaler()],
         num_threads=1,
     )
 
@@ -191,6 +195,7 @@ class FittedGlobalModel:
     registered_name: str = ""  # MLflow registered model and version, once registered
     registered_version: str = ""
     serving_std: pd.Series | None = None  # per-series std of the history the last forecast started from
+    serving_detrend: object = None  # and its trend (a fitted LocalLinearDetrend), when the target is detrended
     extra_members: tuple = ()  # models pickled before strategies existed have none
 
     def members(self) -> list[tuple[FeatureSetup, object]]:
@@ -208,8 +213,25 @@ class FittedGlobalModel:
         (the same for every member: each normalizes the same history)."""
         if self.serving_std is not None:
             return self.serving_std
-        stats = np.asarray(self.mlf.ts.target_transforms[0].scaler_.stats_)  # mean, std per series
+        stats = np.asarray(self._scaler().scaler_.stats_)  # mean, std per series
         return pd.Series(stats[:, 1], index=np.asarray(self.mlf.ts.uids))
+
+    def sales_scale(self, ids, ds) -> np.ndarray:
+        """What one unit of the model's target is in sales, per row (series ``ids[i]`` on day ``ds[i]``):
+        the series' std, times its trend on that day when the target is detrended."""
+        std = self.target_std().reindex(np.asarray(ids)).to_numpy()
+        detrend = self.serving_detrend if self.serving_detrend is not None else self._detrend()
+        return std if detrend is None else std * detrend.trend(ids, ds)
+
+    def _scaler(self):
+        from mlforecast.target_transforms import LocalStandardScaler
+
+        return next(t for t in self.mlf.ts.target_transforms if isinstance(t, LocalStandardScaler))
+
+    def _detrend(self):
+        from forecasting_assets.models.target_transforms import LocalLinearDetrend
+
+        return next((t for t in self.mlf.ts.target_transforms if isinstance(t, LocalLinearDetrend)), None)
 
     def statics(self) -> pd.DataFrame:
         """The static features the model was trained with (unique_id + columns)."""
@@ -237,6 +259,20 @@ def fit_global_model(
     return FittedGlobalModel(mlf=first_mlf, setup=first_setup, params=params, last_date=frame["ds"].max(), extra_members=tuple(rest))
 
 
+def serving_normalization(model: FittedGlobalModel, history: pd.DataFrame, ids: np.ndarray):
+    """The trend (when detrended) and the per-series std (population, as LocalStandardScaler) that the
+    model's target transforms take from ``history``."""
+    target = history[["unique_id", "ds", "y"]]
+    detrend = None
+    if model.setup.detrend:
+        from forecasting_assets.models.target_transforms import LocalLinearDetrend
+
+        detrend = LocalLinearDetrend()
+        detrend.set_column_names("unique_id", "ds", "y")
+        target = detrend.fit_transform(target)
+    return detrend, target.groupby("unique_id")["y"].std(ddof=0).reindex(ids)
+
+
 def predict_global_model(
     model: FittedGlobalModel,
     horizon: int,
@@ -251,8 +287,8 @@ def predict_global_model(
     if history is not None:
         ids = np.sort(history["unique_id"].unique())
         last_date = pd.Timestamp(history["ds"].max())
-        # mlforecast re-fits the per-series scaler on ``history`` (population std, as LocalStandardScaler)
-        model.serving_std = history.groupby("unique_id")["y"].std(ddof=0).reindex(ids)
+        # mlforecast re-fits the target transforms on ``history``: the same here, for SHAP's units
+        model.serving_detrend, model.serving_std = serving_normalization(model, history, ids)
     else:
         ids = np.asarray(model.mlf.ts.uids)
         last_date = model.last_date
