@@ -377,12 +377,12 @@ def test_a_model_of_several_strategies_forecasts_their_mean(event_data: dict) ->
 
 
 def test_choose_strategies_picks_the_option_with_the_best_backtest_score(event_data: dict) -> None:
-    from forecasting_assets.models.assets import strategy_wrmsse
+    from forecasting_assets.models.assets import backtest_wrmsse
     from forecasting_assets.resources import ForecastSettings
 
     backtest = lgbm.backtest_global_model(event_data["frame"], event_data["setup"], {"n_estimators": 40}, 14, 2, strategies=list(lgbm.STRATEGIES), keep_members=True)
     keys = event_data["keys"].assign(level=lambda t: t["level_order"].map({0: "total", 1: "mid", 2: "bottom"}))
-    score = lambda scored, columns: strategy_wrmsse(scored, columns, event_data["train"], keys, ForecastSettings(), None)  # noqa: E731
+    score = lambda scored, columns: backtest_wrmsse(scored, event_data["train"], keys, ForecastSettings(), columns)  # noqa: E731
     chosen, scores = lgbm.choose_strategies(backtest, list(lgbm.STRATEGIES), score)
     options = lgbm.strategy_options(list(lgbm.STRATEGIES))
     assert set(scores) == {lgbm.RECURSIVE, lgbm.LAGS_GE_HORIZON, "+".join(lgbm.STRATEGIES)} == set(options)

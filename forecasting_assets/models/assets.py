@@ -311,7 +311,7 @@ def backtest_forecasts(
     del frame
     choice_ids = affordable_series(series_keys, config.choice_max_series) if len(series_keys) else None
     strategies, choice_scores = lgbm.choose_strategies(
-        global_backtest, config.strategies, lambda scored, columns: strategy_wrmsse(scored, columns, train, series_keys, settings, choice_ids)
+        global_backtest, config.strategies, lambda scored, columns: backtest_wrmsse(scored, train, series_keys, settings, columns, choice_ids)
     )
     chosen_column = lgbm.strategy_options(config.strategies)["+".join(strategies)][1]
     global_backtest[lgbm.MODEL_NAME] = global_backtest[chosen_column]
@@ -332,26 +332,6 @@ def backtest_forecasts(
         output_name="lightgbm_strategy",
         metadata={"strategies": ", ".join(strategies), "options": dg.MetadataValue.md(ranking.to_markdown(index=False, floatfmt=".4f")), "scored_on": scored_on},
     )
-
-
-def strategy_wrmsse(
-    backtest: pd.DataFrame, columns: list[str], train: pd.DataFrame, series_keys: pd.DataFrame, settings: ForecastSettings, ids: list[str] | None
-) -> dict[str, float]:
-    """Mean WRMSSE over levels of each LightGBM column of a backtest (every window), on ``ids`` only when given."""
-    from forecasting_assets.evaluation.assets import level_weights
-    from forecasting_assets.evaluation.metrics import OVERALL_LEVEL, score_forecasts
-
-    keys = series_keys if len(series_keys) else pd.DataFrame({"unique_id": backtest["unique_id"].unique(), "level": "series", "level_order": 0})
-    if ids is not None:
-        keep = set(ids)
-        backtest = backtest[backtest["unique_id"].isin(keep)]
-        train = train[train["unique_id"].isin(keep)]
-        keys = keys[keys["unique_id"].isin(keep)]
-    weights, _ = level_weights(settings, train, keys)
-    actuals = backtest[["unique_id", "ds", "y"]]
-    _, per_level = score_forecasts(backtest[["unique_id", "ds", "cutoff", *columns]], actuals, train, keys, weights, models=columns)
-    overall = per_level[per_level["level"] == OVERALL_LEVEL].set_index("model")["wrmsse"]
-    return {column: float(overall.get(column, float("nan"))) for column in columns}
 
 
 @dg.asset(
@@ -429,17 +409,23 @@ def model_promotion(
     return {**details, "serving_version": serving}
 
 
-def backtest_wrmsse(scored: pd.DataFrame, train: pd.DataFrame, series_keys: pd.DataFrame, settings: ForecastSettings) -> dict[str, float]:
-    """Mean WRMSSE over levels of each forecast column of a backtest (all windows)."""
+def backtest_wrmsse(
+    scored: pd.DataFrame, train: pd.DataFrame, series_keys: pd.DataFrame, settings: ForecastSettings, models: list[str] | None = None, ids: list[str] | None = None
+) -> dict[str, float]:
+    """Mean WRMSSE over levels of each forecast column of a backtest (all windows; default columns
+    candidate/champion), on the series ``ids`` only when given."""
     from forecasting_assets.evaluation.assets import level_weights
     from forecasting_assets.evaluation.metrics import OVERALL_LEVEL, score_forecasts
 
-    models = [c for c in ("candidate", "champion") if c in scored.columns]
+    models = models or [c for c in ("candidate", "champion") if c in scored.columns]
+    if ids is not None:
+        keep = set(ids)
+        scored, train, series_keys = scored[scored["unique_id"].isin(keep)], train[train["unique_id"].isin(keep)], series_keys[series_keys["unique_id"].isin(keep)]
     weights, _ = level_weights(settings, train, series_keys)
     actuals = scored[["unique_id", "ds", "y"]].drop_duplicates(["unique_id", "ds"])
-    _, per_level = score_forecasts(scored.drop(columns="y"), actuals, train, series_keys, weights, models=models)
+    _, per_level = score_forecasts(scored[["unique_id", "ds", "cutoff", *models]], actuals, train, series_keys, weights, models=models)
     overall = per_level[per_level["level"] == OVERALL_LEVEL].set_index("model")["wrmsse"]
-    return {m: float(overall[m]) for m in models}
+    return {m: float(overall.get(m, float("nan"))) for m in models}
 
 
 @dg.asset(
