@@ -102,6 +102,28 @@ def test_writers_replace_content_and_leave_no_temp(tmp_path: Path, writer, obj, 
     assert _temps(target) == []
 
 
+def test_read_parquet_returns_what_pandas_reads_with_shared_strings(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "unique_id": ["CA/FOODS", "TX/HOBBIES", "CA/FOODS", None],
+            "ds": pd.date_range("2024-01-01", periods=4),
+            "y": [1.0, 2.0, np.nan, 4.0],
+            "model": pd.Categorical(["AutoETS", "LightGBM", "AutoETS", "LightGBM"]),
+            "label": pd.Series(["a", None, "b", "a"], dtype="string"),
+            "flag": [True, False, True, False],
+        }
+    )
+    path = files.write_parquet(frame, tmp_path / "frame.parquet")
+    read = files.read_parquet(path)
+    pd.testing.assert_frame_equal(read, pd.read_parquet(path))
+    pd.testing.assert_frame_equal(read, frame)
+    assert read["unique_id"].iloc[3] is None  # nulls stay None, as pandas reads them
+    assert read["unique_id"].iloc[0] is read["unique_id"].iloc[2]  # one string object per distinct id
+    pd.testing.assert_frame_equal(files.read_parquet(path, columns=["y", "unique_id"]), frame[["y", "unique_id"]])
+    empty = files.write_parquet(frame.iloc[:0], tmp_path / "empty.parquet")
+    pd.testing.assert_frame_equal(files.read_parquet(empty), pd.read_parquet(empty))
+
+
 def test_remove_stale_temps_removes_only_dead_writers_of_that_file(tmp_path: Path) -> None:
     target = tmp_path / "model.pkl"
     dead = _dead_pid()

@@ -32,6 +32,7 @@ import pandas as pd
 
 from forecasting_assets.benchmarks.measure import MemorySampler, step_timings
 from forecasting_assets.paths import shared_m5_folder
+from forecasting_assets.storage import files
 
 ES_BOTTOM_UP = "AutoETS/BottomUp"
 BASELINE = "SeasonalNaive"
@@ -80,7 +81,7 @@ def run_graph(source: Path, home: Path, train_end: pd.Timestamp, horizon: int, w
 
 
 def read_output(home: Path, name: str) -> pd.DataFrame:
-    return pd.read_parquet(home / "data" / "outputs" / f"{name}.parquet")
+    return files.read_parquet(home / "data" / "outputs" / f"{name}.parquet")
 
 
 def forecasts_table(home: Path, calendar: Path) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from forecasting_assets.evaluation.metrics import OVERALL_LEVEL, score_forecasts
-from forecasting_assets.storage.files import write_parquet
+from forecasting_assets.storage.files import read_parquet, write_parquet
 
 HISTORY_FOLDER = "forecast_history"
 
@@ -54,7 +54,7 @@ def live_error(
         origin = _origin(item)
         if origin >= last_actual:
             continue  # nothing has arrived after this origin yet
-        served = item if isinstance(item, pd.DataFrame) else pd.read_parquet(item)
+        served = item if isinstance(item, pd.DataFrame) else read_parquet(item)
         arrived = served[(served["ds"] > origin) & (served["ds"] <= last_actual)]
         if arrived.empty:
             continue

@@ -74,6 +74,46 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
     return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
+def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A stored frame as ``pd.read_parquet`` returns it, in about half the peak memory, and faster when
+    string columns repeat few values (series ids, levels, model names).
+
+    One column at a time: each is decoded, converted and its Arrow buffers released before the next, so the
+    peak is the frame plus one column rather than the frame plus the whole Arrow table. Plain string columns
+    are decoded as dictionaries and expanded to object columns whose rows share one Python string per
+    distinct value, instead of one string built and deduplicated per row. At M5 size (83 M rows of
+    ``hierarchical_series``) the read peaks at 2.9 instead of 5.2 GiB. Nulls stay ``None``.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    names = [name for name in schema.names if columns is None or name in columns]
+    if columns is not None:
+        names = sorted(names, key=list(columns).index)
+    # plain object columns of strings (pandas' own string dtypes are read as they were written)
+    numpy_types = {c["name"]: c["numpy_type"] for c in (schema.pandas_metadata or {}).get("columns", [])}
+
+    def is_plain_string(name: str) -> bool:
+        kind = schema.field(name).type
+        return (pa.types.is_string(kind) or pa.types.is_large_string(kind)) and numpy_types.get(name, "object") == "object"
+
+    read: dict[str, Any] = {}
+    for name in names:
+        strings = is_plain_string(name)
+        table = pq.read_table(path, columns=[name], read_dictionary=[name] if strings else None)
+        column = table.to_pandas(self_destruct=True)[name]
+        del table
+        if strings:
+            values = np.append(column.cat.categories.to_numpy(dtype=object), None)  # code -1 (null) -> None
+            column = pd.Series(values[column.cat.codes.to_numpy()], name=name, copy=False)
+        read[name] = column
+    if not read:
+        return pd.read_parquet(path, columns=columns)
+    return pd.DataFrame(read, copy=False)
+
+
 def write_json(obj: Any, path: Path) -> Path:
     def _write(tmp: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, default=str))

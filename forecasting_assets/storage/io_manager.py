@@ -79,7 +79,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             path = stem.with_suffix(suffix)
             if path.exists():
                 if suffix == ".parquet":
-                    return pd.read_parquet(path)
+                    return files.read_parquet(path)
                 if suffix == ".json":
                     return json.loads(path.read_text())
                 with open(path, "rb") as handle:
