@@ -8,9 +8,13 @@ import dagster as dg
 import pandas as pd
 
 
-def frame_metadata(frame: pd.DataFrame) -> dict:
+def frame_metadata(frame: pd.DataFrame, n_series: int | None = None) -> dict:
+    """Row count, series count and date range. ``n_series``: the series count when the caller knows it (a
+    count of the distinct ids of an M5-size history hashes 83 M strings: 6 s)."""
     meta: dict = {"dagster/row_count": len(frame)}
-    if "unique_id" in frame.columns:
+    if n_series is not None:
+        meta["series"] = int(n_series)
+    elif "unique_id" in frame.columns:
         meta["series"] = int(frame["unique_id"].nunique())
     if "ds" in frame.columns and len(frame) and pd.api.types.is_datetime64_any_dtype(frame["ds"]):
         meta["first_date"] = str(frame["ds"].min().date())

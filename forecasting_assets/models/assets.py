@@ -259,7 +259,7 @@ def base_forecasts(
             allow_retries=False,
         )
     exogenous = _exogenous_or_none(exogenous_features)
-    start = settings.global_model_start(train)
+    start = settings.global_start_for(len(series_keys), train["ds"].unique())  # every series has a row per day
     history, _, _ = lgbm.training_frame(recent_history(train, start), recent_history(exogenous, start), model.statics())
     statistical, statistical_fallbacks = forecast_statistical_with_fallbacks(
         settings.statistical_history(train, len(series_keys)), horizon, spec.frequency, spec.season_length, settings.ets_model, settings.n_jobs, affordable_series(series_keys, settings.ets_max_series), settings.dask_scheduler
