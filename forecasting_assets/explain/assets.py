@@ -22,7 +22,10 @@ from forecasting_assets.storage.files import write_bytes
 
 
 class ShapConfig(dg.Config):
-    max_rows: int = 20_000  # forecast rows explained (whole series sampled beyond this)
+    # forecast rows explained (whole series sampled beyond this). At M5 size, 5,000 rows (178 series) took 12 s
+    # against 51 s for 20,000 (714 series), with the same top-10 features and a Spearman rank correlation of
+    # 0.99 of every feature's mean |SHAP| between the two
+    max_rows: int = 5_000
     top_n: int = 5
 
 
