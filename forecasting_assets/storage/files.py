@@ -89,9 +89,7 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
-    names = [name for name in schema.names if columns is None or name in columns]
-    if columns is not None:
-        names = sorted(names, key=list(columns).index)
+    names = schema.names if columns is None else list(columns)
     # plain object columns of strings (pandas' own string dtypes are read as they were written)
     numpy_types = {c["name"]: c["numpy_type"] for c in (schema.pandas_metadata or {}).get("columns", [])}
 
