@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from forecasting_assets.hierarchy.aggregation import (
+    _bottom_attributes,
     build_hierarchy,
     check_coherence,
     summing_matrix,
@@ -260,3 +261,22 @@ def test_summing_matrix_shape_and_sums(hierarchy) -> None:
     # S times the bottom values gives every series
     y = hierarchy.series.pivot(index="unique_id", columns="ds", values="y")
     np.testing.assert_array_equal(matrix @ y.loc[hierarchy.bottom_ids].to_numpy(), y.loc[order].to_numpy())
+
+
+def test_bottom_attributes_are_drop_duplicates_of_the_hierarchy_columns() -> None:
+    """The integer-key shortcut returns exactly what ``drop_duplicates`` does: first appearances in row order,
+    over categorical, string and integer columns, missing values included."""
+    rng = np.random.default_rng(3)
+    n = 5_000
+    sales = pd.DataFrame(
+        {
+            "state_id": pd.Categorical(rng.choice(["CA", "TX", "WI"], n)),
+            "store_id": rng.choice(["s1", "s2", None], n),
+            "dept_id": pd.Categorical(rng.choice(["FOODS_1", np.nan], n).astype(object)),
+            "item_id": rng.integers(0, 40, n),
+            "y": rng.poisson(3.0, n).astype(float),
+        }
+    )
+    for columns in (["state_id", "store_id", "dept_id", "item_id"], ["store_id"], ["item_id", "state_id"]):
+        expected = sales[columns].drop_duplicates().reset_index(drop=True)
+        pd.testing.assert_frame_equal(_bottom_attributes(sales, columns), expected)
