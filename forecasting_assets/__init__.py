@@ -5,8 +5,9 @@ Importing the package points the caches of the libraries it drives (matplotlib, 
 project's ``data/.cache`` and turns their telemetry off, so nothing is written under ``$HOME``; points
 temporary files into ``data/.tmp`` (unless ``TMPDIR`` is set), so nothing is left in ``/tmp``; and restores
 the default action of SIGTERM when the process was started with it ignored (a background job of some
-shells and CI runners): multiprocessing stops its pool workers (tsfresh, statsforecast with ``n_jobs > 1``)
-with SIGTERM, and a worker that ignores it makes ``Pool.terminate()`` wait forever.
+shells and CI runners), in this process and in the forkserver that starts the worker pools: multiprocessing
+stops its pool workers (tsfresh, statsforecast with ``n_jobs > 1``) with SIGTERM, and a worker that ignores
+it makes ``Pool.terminate()`` wait forever.
 
 Worker pools start by ``forkserver``, not ``fork``: an in-process run forks statsforecast's and tsfresh's
 workers from a process that already has threads (pyarrow's jemalloc, Dagster's log watchers, LightGBM's
@@ -44,3 +45,9 @@ if _threading.current_thread() is _threading.main_thread() and _signal.getsignal
     _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
 if _multiprocessing.get_start_method(allow_none=True) is None:
     _multiprocessing.set_start_method("forkserver")
+# The forkserver imports this package too, so it resets SIGTERM for itself and for every worker it forks.
+# The reset above is not enough on its own: where SIGINT is ignored (a background job of a non-interactive
+# shell), every Dagster execution maps SIGTERM to SIGINT's handler, i.e. ignores it again, and a forkserver
+# started after that would give its workers an ignored SIGTERM (a CI run launched that way hung in tsfresh's
+# Pool.terminate()).
+_multiprocessing.set_forkserver_preload(["__main__", "forecasting_assets"])

@@ -277,10 +277,18 @@ def test_is_sparse(hand_built: pd.DataFrame) -> None:
     }
 
 
-def test_parallel_extraction_finishes_when_the_parent_ignored_sigterm() -> None:
+@pytest.mark.parametrize(
+    "ignored",
+    [
+        "before_import",  # as inherited from such a parent
+        "after_import",  # as Dagster leaves it where SIGINT is ignored: every execution maps SIGTERM to SIGINT's handler
+    ],
+)
+def test_parallel_extraction_finishes_when_the_parent_ignored_sigterm(ignored: str) -> None:
     """A CI runner or a shell's background job may start us with SIGTERM ignored. multiprocessing stops its
     pool workers with SIGTERM, so tsfresh's ``Pool.terminate()`` then waited forever on a worker (seen on CI).
-    Importing forecasting_assets restores the default action; without that, this child process hangs."""
+    Importing forecasting_assets restores the default action, in this process and in the forkserver that
+    forks the workers; without that, this child process hangs."""
     import os
     import signal
     import subprocess
@@ -288,14 +296,17 @@ def test_parallel_extraction_finishes_when_the_parent_ignored_sigterm() -> None:
     import textwrap
 
     code = textwrap.dedent(
-        """
+        f"""
         import signal
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as inherited from such a parent
+        if "{ignored}" == "before_import":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         import numpy as np, pandas as pd
         from forecasting_assets.features.series_features import compute_series_features
+        if "{ignored}" == "after_import":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         rng = np.random.default_rng(0)
         frame = pd.concat([
-            pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2020-01-01", periods=200), "y": rng.poisson(5, 200).astype(float)})
+            pd.DataFrame({{"unique_id": f"s{{i}}", "ds": pd.date_range("2020-01-01", periods=200), "y": rng.poisson(5, 200).astype(float)}})
             for i in range(12)
         ])
         for _ in range(8):
