@@ -17,6 +17,10 @@ HOST := 127.0.0.1
 endif
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export FORECASTING_ASSETS_HOME := $(CURDIR)
+# the installer's downloads and temporary files stay inside the project too (uv's default cache is in $HOME,
+# and it leaves lock files in /tmp); export UV_CACHE_DIR to share one cache between clones
+export UV_CACHE_DIR ?= $(CURDIR)/data/.cache/uv
+INSTALL_TMP := $(CURDIR)/data/.cache/install-tmp
 
 .PHONY: install run test dev mlflow demo lock dagster-home clean-outputs bench-accuracy chromium audit docs bench-soak bench-load bench-scale bench-nightly postgresql
 
@@ -26,9 +30,10 @@ export FORECASTING_ASSETS_HOME := $(CURDIR)
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip sync --quiet --compile-bytecode --python $(PY) requirements.lock
-	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	@mkdir -p $(INSTALL_TMP)
+	TMPDIR=$(INSTALL_TMP) $(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir uv==$(UV_VERSION)
+	TMPDIR=$(INSTALL_TMP) $(VENV)/bin/uv pip sync --quiet --compile-bytecode --python $(PY) requirements.lock
+	TMPDIR=$(INSTALL_TMP) $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -114,7 +119,7 @@ bench-nightly: install
 
 # re-resolve the pinned dependency set into the lock file
 lock: install
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	TMPDIR=$(INSTALL_TMP) $(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 # known vulnerabilities of the locked dependencies: pip-audit asks PyPI's JSON API (pypi.org/pypi/NAME/VERSION/json)
 # for each pin. Exits non-zero when one is found, and (--strict) when a package could not be audited, rather

@@ -9,7 +9,8 @@ FORECASTING_WEBHOOK_URL (alerts), FORECASTING_TIMEZONE (the nightly schedule),
 FORECASTING_EXECUTOR (``in_process``, ``celery``, ``k8s``; default multiprocess; see deploy/README.md), FORECASTING_SENSOR_INTERVAL_SECONDS (default 30),
 FORECASTING_DASK_SCHEDULER (``tcp://host:8786``: the statistical models run on that Dask cluster),
 FORECASTING_ETS_MAX_SERIES / FORECASTING_LIGHTGBM_MAX_ROWS / FORECASTING_REFIT_MAX_ROWS /
-FORECASTING_STATISTICAL_MAX_ROWS (cost budgets, README "Scale").
+FORECASTING_STATISTICAL_MAX_ROWS (cost budgets, README "Scale"), FORECASTING_INCREMENTAL_MIN_ROWS (from this many
+raw rows on, the history is stored as segments and extended incrementally).
 """
 
 
@@ -60,6 +61,7 @@ def build_resources() -> dict:
                     ("lightgbm_max_rows", "FORECASTING_LIGHTGBM_MAX_ROWS"),
                     ("refit_max_rows", "FORECASTING_REFIT_MAX_ROWS"),
                     ("statistical_max_rows", "FORECASTING_STATISTICAL_MAX_ROWS"),
+                    ("incremental_min_rows", "FORECASTING_INCREMENTAL_MIN_ROWS"),
                 ]
                 if (value := env(name)) is not None
             },

@@ -53,6 +53,10 @@ class ForecastSettings(dg.ConfigurableResource):
     # never fewer than two years: at M5 size all 1,941 days are 83 M rows, and their backtest held more memory
     # than the machine has
     statistical_max_rows: int = 20_000_000
+    # from this many raw sales rows on, raw_sales, validated_sales and hierarchical_series are stored as
+    # segments and a refresh only adds the new batches' rows (see ingest/incremental.py); below, one file
+    # each, rewritten every run (cheap at that size)
+    incremental_min_rows: int = 5_000_000
     # a Dask scheduler (tcp://host:8786): the statistical models of base_forecasts and backtest_forecasts
     # run there, through statsforecast's Dask backend (FORECASTING_DASK_SCHEDULER)
     dask_scheduler: str | None = None

@@ -187,6 +187,40 @@ def build_hierarchy(sales: pd.DataFrame, levels: list[list[str]], freq: str) -> 
     return Hierarchy(series=series, structure=structure, series_keys=series_keys, filled_gaps=int(filled))
 
 
+def extend_hierarchy(new_sales: pd.DataFrame, structure: pd.DataFrame, series_keys: pd.DataFrame, freq: str, last_date: pd.Timestamp) -> tuple[pd.DataFrame, int]:
+    """Every series' rows for the periods after ``last_date`` up to the last one of ``new_sales``: what
+    :func:`build_hierarchy` over the whole history would add for them, from the stored structure.
+
+    Returns (rows in series order, then period; the bottom periods filled with 0). The new rows must belong
+    to bottom series of ``structure`` and be dated after ``last_date`` (``ValueError`` otherwise).
+    """
+    from scipy import sparse
+
+    bottom_level = series_keys.loc[series_keys["level_order"].idxmax(), "level"]
+    bottom = [] if bottom_level == "total" else bottom_level.split("/")
+    order = pd.Index(series_keys["unique_id"])
+    bottom_ids = pd.Index(structure["bottom_id"].drop_duplicates())
+    last_date = pd.Timestamp(last_date)
+    if len(new_sales) and pd.Timestamp(new_sales["ds"].min()) <= last_date:
+        raise ValueError(f"new sales from {pd.Timestamp(new_sales['ds'].min()).date()} are not after the stored {last_date.date()}")
+    step = pd.tseries.frequencies.to_offset(freq)
+    dates = pd.date_range(last_date + step, new_sales["ds"].max(), freq=freq) if len(new_sales) else pd.DatetimeIndex([])
+    sales_ids, sales_matrix = bottom_matrix(new_sales, bottom, "y", dates)
+    rows = bottom_ids.get_indexer(sales_ids)
+    if (rows < 0).any():
+        raise ValueError(f"new sales of series the hierarchy does not have: {list(np.asarray(sales_ids)[rows < 0][:3])}")
+    bottom_sales = np.zeros((len(bottom_ids), len(dates)))
+    bottom_sales[rows] = sales_matrix
+    summing = sparse.csr_matrix(
+        (np.ones(len(structure)), (order.get_indexer(structure["unique_id"]), bottom_ids.get_indexer(structure["bottom_id"]))),
+        shape=(len(order), len(bottom_ids)),
+    )
+    totals = summing @ bottom_sales
+    ids = order.to_numpy(dtype=object)
+    series = pd.DataFrame({"unique_id": np.repeat(ids, len(dates)), "ds": np.tile(dates.to_numpy(), len(ids)), "y": totals.reshape(-1)})
+    return series, int(len(bottom_ids) * len(dates) - len(new_sales))
+
+
 def stratified_series_sample(series_keys: pd.DataFrame, max_series: int, seed: int = 0) -> list[str] | None:
     """Up to ``max_series`` series, an equal share per level (a level smaller than its share is taken
     whole and the rest is shared out among the others); None when every series fits.

@@ -10,11 +10,14 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from forecasting_assets.ingest.incremental import extend_validation, full_validation_segments, raw_columns, raw_sales_segments, table_facts
 from forecasting_assets.ingest.landing import ARCHIVE, find_batch, read_landing_file, read_manifest, source_spec_for_landing
 from forecasting_assets.ingest.sources import SourceError, concat_raw_sales, load_source_spec, read_calendar, read_raw_sales
 from forecasting_assets.ingest.validation import days_after_calendar, fractional_sales_rows, validate_sales
 from forecasting_assets.metadata import frame_metadata, table_preview
-from forecasting_assets.resources import SalesSource
+from forecasting_assets.resources import ForecastSettings, SalesSource
+from forecasting_assets.storage.io_manager import WarehouseIOManager
+from forecasting_assets.storage.segments import SegmentedFrame, StoredTable
 from forecasting_assets.spec import SourceSpec
 
 # one partition per accepted landing file (see ingest/landing.py); added by the landing-folder sensor
@@ -72,11 +75,16 @@ def local_today() -> pd.Timestamp:
     return pd.Timestamp.now(tz=os.environ.get("FORECASTING_TIMEZONE", "UTC")).tz_localize(None).normalize()
 
 
-def newest_first(batches: dict[str, pd.DataFrame], order: list[str]) -> list[pd.DataFrame]:
-    """Landed batches from the most recently accepted to the oldest (validation keeps the first of
+def newest_first_keys(batches: dict[str, pd.DataFrame], order: list[str]) -> list[str]:
+    """Landed batch keys from the most recently accepted to the oldest (validation keeps the first of
     duplicate keys, so a later file supersedes earlier rows; the superseded rows are quarantined)."""
     rank = {key: i for i, key in enumerate(order)}
-    return [batches[k] for k in sorted(batches, key=lambda k: rank.get(k, -1), reverse=True)]
+    return sorted(batches, key=lambda k: rank.get(k, -1), reverse=True)
+
+
+def newest_first(batches: dict[str, pd.DataFrame], order: list[str]) -> list[pd.DataFrame]:
+    """The landed batches in the order of :func:`newest_first_keys`."""
+    return [batches[k] for k in newest_first_keys(batches, order)]
 
 
 @dg.multi_asset(
@@ -88,15 +96,23 @@ def newest_first(batches: dict[str, pd.DataFrame], order: list[str]) -> list[pd.
     ins={"landed_sales": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     retry_policy=TRANSIENT_RETRY,
 )
-def raw_sales(context: dg.AssetExecutionContext, source: SalesSource, landed_sales: dict[str, pd.DataFrame]):
+def raw_sales(context: dg.AssetExecutionContext, source: SalesSource, settings: ForecastSettings, io_manager: dg.ResourceParam[WarehouseIOManager], landed_sales: dict[str, pd.DataFrame]):
     folder = source.folder_path()
+    accepted = [b.key for b in read_manifest(source.landing_path())]
+    batch_keys = newest_first_keys(landed_sales or {}, accepted)
     with bad_input_fails_at_once("Cannot read the source folder"):
         spec = load_source_spec(folder)
-        base_rows = read_raw_sales(folder, spec, cached=True)
-    accepted = [b.key for b in read_manifest(source.landing_path())]
-    batches = newest_first(landed_sales or {}, accepted)
-    rows = concat_raw_sales([*batches, base_rows])
-    landing_rows = len(rows) - len(base_rows)
+        # a large history is stored as segments: the source files' segments are kept, each new batch added
+        rows = raw_sales_segments(folder, spec, [(k, landed_sales[k]) for k in batch_keys], io_manager.stored_table("raw_sales"), settings.incremental_min_rows)
+        if rows is None:
+            base_rows = read_raw_sales(folder, spec, cached=True)
+            rows = concat_raw_sales([*(landed_sales[k] for k in batch_keys), base_rows])
+            rows = rows[[c for c in raw_columns(spec, "price" in rows.columns) if c in rows.columns]]  # the contract's order
+            landing_rows = len(rows) - len(base_rows)
+            shape = frame_metadata(rows)
+        else:
+            landing_rows = rows.rows - rows.state["source_rows"]
+            shape = {"dagster/row_count": rows.rows, "new_rows_written": rows.new_rows}
     pending = [k for k in accepted if k not in (landed_sales or {})]
     calendar = read_calendar(folder, spec)
     if calendar is None:
@@ -107,10 +123,11 @@ def raw_sales(context: dg.AssetExecutionContext, source: SalesSource, landed_sal
         metadata={
             "source_folder": dg.MetadataValue.path(str(folder)),
             "files": ", ".join(spec.files),
-            "landing_batches": len(batches),
+            "landing_batches": len(batch_keys),
             "landing_rows": landing_rows,
             "landing_batches_not_yet_materialized": ", ".join(pending) or "none",
-            **frame_metadata(rows),
+            "stored_as": "segments (one per source file and landed batch)" if isinstance(rows, SegmentedFrame) else "one file",
+            **shape,
         },
     )
     yield dg.Output(
@@ -133,36 +150,49 @@ def raw_sales(context: dg.AssetExecutionContext, source: SalesSource, landed_sal
         "validated_sales": dg.AssetOut(description="Typed, checked bottom-level sales (pandera schema).", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA, freshness_policy=NIGHTLY_FRESHNESS),
         "sales_quarantine": dg.AssetOut(description="Rows that failed validation, with the failed check and the reason.", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
     },
-    ins={"raw_sales": dg.AssetIn(), "source_spec": dg.AssetIn(), "sales_calendar": dg.AssetIn()},
+    # a segmented raw_sales arrives as its stored table: only the new batches' rows are read when they extend
+    # the stored validation (see ingest/incremental.py)
+    ins={"raw_sales": dg.AssetIn(metadata={"lazy": True}, dagster_type=dg.Any), "source_spec": dg.AssetIn(), "sales_calendar": dg.AssetIn()},
 )
-def validated_sales(context: dg.AssetExecutionContext, raw_sales: pd.DataFrame, source_spec: dict, sales_calendar: pd.DataFrame):
+def validated_sales(context: dg.AssetExecutionContext, io_manager: dg.ResourceParam[WarehouseIOManager], raw_sales: pd.DataFrame | StoredTable, source_spec: dict, sales_calendar: pd.DataFrame):
     spec = SourceSpec.from_dict(source_spec)
     calendar = sales_calendar if len(sales_calendar) else None
-    valid, quarantine = validate_sales(raw_sales, spec, today=local_today(), calendar=calendar)
-    reasons = quarantine.groupby("check").size().to_dict() if len(quarantine) else {}
-    after_calendar = days_after_calendar(valid, calendar)
+    today = local_today()
+    if isinstance(raw_sales, StoredTable):
+        extended = extend_validation(raw_sales, io_manager.stored_table("validated_sales"), io_manager.stored_table("sales_quarantine"), spec, today, calendar)
+        if isinstance(extended, str):
+            context.log.info(f"validating every raw row: {extended}")
+            valid_out, quarantine_out, valid, quarantine = full_validation_segments(raw_sales.read(), raw_sales.keys, spec, today, calendar)
+            mode = f"in full ({extended})"
+        else:
+            valid_out, quarantine_out, valid, quarantine = extended
+            mode = f"incremental: {len(valid) + len(quarantine)} new raw rows validated, {valid_out.rows - len(valid)} stored rows kept"
+        quarantine_all = quarantine_out.frame() if quarantine_out.rows <= 100_000 else quarantine
+        facts = {"dagster/row_count": valid_out.rows, **table_facts(valid_out.state, calendar)}
+    else:
+        valid_out, quarantine_out = validate_sales(raw_sales, spec, today=today, calendar=calendar)
+        quarantine_all, mode = quarantine_out, "in full"
+        facts = {**frame_metadata(valid_out), "days_after_calendar": days_after_calendar(valid_out, calendar), "fractional_sales_rows": fractional_sales_rows(valid_out)}
+    quarantined_rows = quarantine_out.rows if isinstance(quarantine_out, SegmentedFrame) else len(quarantine_out)
+    reasons = quarantine_all.groupby("check").size().to_dict() if len(quarantine_all) else {}
+    after_calendar = facts["days_after_calendar"]
     if after_calendar:
         context.log.warning(
             f"{after_calendar} sales day(s) after the calendar's last day: their event/SNAP features read as 0; "
             "extend the calendar file"
         )
     yield dg.Output(
-        valid,
+        valid_out,
         output_name="validated_sales",
-        metadata={
-            **frame_metadata(valid),
-            "quarantined_rows": len(quarantine),
-            "days_after_calendar": after_calendar,
-            "fractional_sales_rows": fractional_sales_rows(valid),
-        },
+        metadata={**facts, "quarantined_rows": quarantined_rows, "validated": mode},
     )
     yield dg.Output(
-        quarantine,
+        quarantine_out,
         output_name="sales_quarantine",
         metadata={
-            "dagster/row_count": len(quarantine),
+            "dagster/row_count": quarantined_rows,
             "rows_by_check": dg.MetadataValue.json(reasons),
-            "examples": table_preview(quarantine, 10),
+            "examples": table_preview(quarantine_all, 10),
         },
     )
 

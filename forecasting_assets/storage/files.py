@@ -74,7 +74,7 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
     return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
-def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+def read_parquet(path: Path, columns: list[str] | None = None, keep_dictionary: bool = False) -> pd.DataFrame:
     """A stored frame as ``pd.read_parquet`` returns it, in about half the peak memory, and faster when
     string columns repeat few values (series ids, levels, model names).
 
@@ -83,6 +83,9 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     are decoded as dictionaries and expanded to object columns whose rows share one Python string per
     distinct value, instead of one string built and deduplicated per row. At M5 size (83 M rows of
     ``hierarchical_series``) the read peaks at 2.9 instead of 5.2 GiB. Nulls stay ``None``.
+
+    ``keep_dictionary``: plain string columns stay categoricals, named in ``frame.attrs["plain_strings"]``
+    (segments to be combined: see ``storage/segments.py``).
     """
     import numpy as np
     import pyarrow as pa
@@ -98,18 +101,24 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         return (pa.types.is_string(kind) or pa.types.is_large_string(kind)) and numpy_types.get(name, "object") == "object"
 
     read: dict[str, Any] = {}
+    plain_strings = set()
     for name in names:
         strings = is_plain_string(name)
         table = pq.read_table(path, columns=[name], read_dictionary=[name] if strings else None)
         column = table.to_pandas(self_destruct=True)[name]
         del table
-        if strings:
+        if strings and keep_dictionary:
+            plain_strings.add(name)
+        elif strings:
             values = np.append(column.cat.categories.to_numpy(dtype=object), None)  # code -1 (null) -> None
             column = pd.Series(values[column.cat.codes.to_numpy()], name=name, copy=False)
         read[name] = column
     if not read:
         return pd.read_parquet(path, columns=columns)
-    return pd.DataFrame(read, copy=False)
+    frame = pd.DataFrame(read, copy=False)
+    if plain_strings:
+        frame.attrs["plain_strings"] = plain_strings
+    return frame
 
 
 def write_json(obj: Any, path: Path) -> Path:

@@ -20,15 +20,30 @@ from forecasting_assets.storage.files import atomic_write, exclusive_lock
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
-def table_files(outputs_dir: Path) -> dict[str, str]:
-    """Every ``<table>.parquet`` in ``outputs_dir`` whose name is a plain SQL identifier, and every folder of
-    Parquet files (a partitioned asset, the forecast history) as ``<folder>/*.parquet``."""
+def table_files(outputs_dir: Path) -> dict[str, str | list[str]]:
+    """Every ``<table>.parquet`` in ``outputs_dir`` whose name is a plain SQL identifier, every segmented table
+    (``<table>.segments/``: the files its manifest names) and every folder of Parquet files (a partitioned
+    asset, the forecast history) as ``<folder>/*.parquet``."""
+    from forecasting_assets.storage import segments
+
     outputs_dir = Path(outputs_dir)
-    tables = {path.stem: str(path.resolve()) for path in sorted(outputs_dir.glob("*.parquet")) if _IDENTIFIER.match(path.stem)}
+    tables: dict[str, str | list[str]] = {path.stem: str(path.resolve()) for path in sorted(outputs_dir.glob("*.parquet")) if _IDENTIFIER.match(path.stem)}
+    for folder in sorted(outputs_dir.glob(f"*{segments.SUFFIX}")):
+        name = folder.name.removesuffix(segments.SUFFIX)
+        stored = segments.read_manifest(folder) if _IDENTIFIER.match(name) else None
+        single = outputs_dir / f"{name}.parquet"
+        if stored is not None and stored.segments and not (single.exists() and single.stat().st_mtime_ns > (folder / segments.MANIFEST).stat().st_mtime_ns):
+            tables[name] = [str(p.resolve()) for p in stored.paths()]
     for folder in sorted(p for p in outputs_dir.glob("*") if p.is_dir() and _IDENTIFIER.match(p.name)):
         if folder.name not in tables and any(folder.glob("*.parquet")):
             tables[folder.name] = str(folder.resolve() / "*.parquet")
     return tables
+
+
+def _sql_paths(path: str | list[str]) -> str:
+    """One path, or a list of them, as a SQL literal for ``read_parquet``."""
+    quoted = ["'" + str(p).replace("'", "''") + "'" for p in ([path] if isinstance(path, str) else path)]
+    return quoted[0] if isinstance(path, str) else "[" + ", ".join(quoted) + "]"
 
 
 def rebuild_catalog(outputs_dir: Path, warehouse: Path) -> list[str]:
@@ -43,8 +58,7 @@ def rebuild_catalog(outputs_dir: Path, warehouse: Path) -> list[str]:
             con = duckdb.connect(str(tmp))
             try:
                 for name, path in tables.items():
-                    literal = str(path).replace("'", "''")
-                    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{literal}', union_by_name = true)")
+                    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_sql_paths(path)}, union_by_name = true)")
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
