@@ -7,6 +7,8 @@ import base64
 import dagster as dg
 import pandas as pd
 
+from forecasting_assets.ids import ids_in
+
 
 def frame_metadata(frame: pd.DataFrame, n_series: int | None = None) -> dict:
     """Row count, series count and date range. ``n_series``: the series count when the caller knows it (a
@@ -51,7 +53,7 @@ def forecast_panel_png(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = history[history["unique_id"].isin(series)]  # one pass over a long history, not one per series
+    history = history[ids_in(history["unique_id"], series)]  # one pass over a long history, not one per series
     figure, axes = plt.subplots(len(series), 1, figsize=(8, 2.3 * len(series)), squeeze=False)
     for axis, uid in zip(axes[:, 0], series):
         past = history[history["unique_id"] == uid].sort_values("ds").tail(last_periods)

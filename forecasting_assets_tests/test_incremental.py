@@ -227,3 +227,28 @@ def test_below_the_threshold_every_table_is_one_file(tiny_source: dict, monkeypa
     assert {"raw_sales.parquet", "validated_sales.parquet", "hierarchical_series.parquet"} <= outputs
     assert not any(name.endswith(segments.SUFFIX) for name in outputs)
     assert meta["raw_sales"]["stored_as"] == "one file"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ids through runs (the histories' ids, without hashing every row)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["blocks", "shuffled", "with_missing"])
+def test_categorical_ids_through_runs_equal_pandas(layout: str) -> None:
+    from forecasting_assets.ids import as_categorical, ids_in
+
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.array(["b", "a", "CA_1/FOODS_1", "c"], dtype=object), 50)
+    if layout == "shuffled":
+        ids = ids[rng.permutation(len(ids))]
+    if layout == "with_missing":
+        ids = ids.copy()
+        ids[10:20] = None
+        ids[60] = np.nan
+    expected = pd.Categorical(ids)
+    got = as_categorical(pd.Series(ids))
+    pd.testing.assert_extension_array_equal(got, expected)
+    dtype = pd.CategoricalDtype(["c", "a", "b", "CA_1/FOODS_1", "unused"])
+    pd.testing.assert_extension_array_equal(as_categorical(ids, dtype), pd.Categorical(ids, dtype=dtype))
+    np.testing.assert_array_equal(ids_in(ids, {"a", "c"}), pd.Series(ids).isin({"a", "c"}).to_numpy())

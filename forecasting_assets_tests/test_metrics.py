@@ -457,3 +457,36 @@ def test_window_losses_equal_utilsforecasts_rmsse_and_mase() -> None:
             mine = ours[name][ours[name]["cutoff"] == cutoff].set_index("unique_id")["m"]
             np.testing.assert_allclose(mine.loc[["a", "b"]].to_numpy(), theirs.loc[["a", "b"]].to_numpy(), rtol=1e-12)
             assert not np.isfinite(mine.loc["flat"])
+
+
+@pytest.mark.parametrize("windows", [False, True])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_history_masks_give_the_scales_of_the_trimmed_copy(windows: bool, shuffled: bool) -> None:
+    """The scores' scales from a mask over the history equal those of the cut and trimmed copy of it."""
+    from forecasting_assets.evaluation.metrics import _history, _history_rows, _one_step_scales, _with_categorical_ids
+
+    rng = np.random.default_rng(3)
+    ids = [f"s{i}" for i in range(6)]
+    dates = pd.date_range("2021-01-01", periods=40)
+    train = pd.DataFrame({"unique_id": np.repeat(ids, len(dates)), "ds": np.tile(dates, len(ids)), "y": rng.poisson(2, len(ids) * len(dates)).astype(float)})
+    train.loc[train["unique_id"] == "s1", "y"] = 0.0  # never sold
+    train.loc[(train["unique_id"] == "s2") & (train["ds"] < "2021-01-20"), "y"] = 0.0  # leading zeros
+    train.loc[(train["unique_id"] == "s3") & (train["ds"] < "2021-02-05"), "y"] = 0.0  # first sale after the cut
+    train.loc[5, "y"] = np.nan
+    if shuffled:
+        train = train.iloc[rng.permutation(len(train))].reset_index(drop=True)
+    if windows:
+        frame = pd.DataFrame({"unique_id": ids[:4] * 2, "ds": [dates[30]] * 4 + [dates[35]] * 4, "cutoff": [dates[29]] * 4 + [dates[34]] * 4})
+        cutoffs = [dates[29], dates[34]]
+    else:
+        frame = pd.DataFrame({"unique_id": ids[:5], "ds": [dates[30], dates[30], dates[25], dates[33], dates[30]]})
+        cutoffs = [None]
+    dtype = pd.CategoricalDtype(ids)
+    frame = frame.astype({"unique_id": dtype})
+    history = _with_categorical_ids(train, dtype)
+    expected = _one_step_scales(_history(history, frame, n_series=len(ids)), cutoffs)
+    rows_history, rows = _history_rows(history, frame, n_series=len(ids))
+    got = _one_step_scales(rows_history, cutoffs, rows)
+    for cutoff in cutoffs:
+        for want, have in zip(expected[cutoff], got[cutoff]):
+            pd.testing.assert_series_equal(have, want)

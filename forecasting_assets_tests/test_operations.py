@@ -139,12 +139,24 @@ def test_first_model_is_registered_promoted_and_recorded(tiny_project):
 
 def test_nightly_refresh_serves_the_champion_without_refitting(tiny_project, monkeypatch):
     monkeypatch.setenv("FORECASTING_ASSETS_HOME", str(tiny_project["home"]))
+    # every loaded frame is kept and handed out read-only, as the history is at M5 size: a step that changed
+    # its input in place would fail here
+    monkeypatch.setenv("FORECASTING_IO_CACHE_MIN_ROWS", "0")
+    from forecasting_assets.storage.io_manager import FRAME_CACHE
     from forecasting_assets_tests.conftest import run_job
 
     client = _registry(tiny_project["home"])
     versions_before = len(client.search_model_versions("name='lightgbm_demo'"))
     champion = client.get_model_version_by_alias("lightgbm_demo", "champion")
-    result = run_job(tiny_project["defs"], "refresh_forecasts_job", tiny_project["instance"])
+    served_before = pd.read_parquet(tiny_project["home"] / "data" / "outputs" / "final_forecasts.parquet")
+    try:
+        result = run_job(tiny_project["defs"], "refresh_forecasts_job", tiny_project["instance"])
+        assert FRAME_CACHE.entries  # the history was served from the cache to the later steps
+    finally:
+        FRAME_CACHE.entries.clear()
+    # no new data, the same champion: the same forecasts as the full run made
+    served_after = pd.read_parquet(tiny_project["home"] / "data" / "outputs" / "final_forecasts.parquet")
+    pd.testing.assert_frame_equal(served_after, served_before, rtol=1e-9)
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"base_forecasts", "final_forecasts", "drift_report", "live_forecast_error"} <= materialized
     assert not materialized & {"lightgbm_tuning", "lightgbm_model", "backtest_forecasts", "model_promotion"}

@@ -159,11 +159,16 @@ def table_sizes(home: Path) -> dict:
     """Row counts of the main outputs (how much data each size really moved)."""
     import pyarrow.parquet as pq
 
+    from forecasting_assets.storage import segments
+
     outputs = home / "data" / "outputs"
     sizes = {}
     for name in ("raw_sales", "validated_sales", "hierarchical_series", "base_forecasts", "reconciled_forecasts", "final_forecasts"):
         path = outputs / f"{name}.parquet"
-        if path.exists():
+        stored = segments.read_manifest(segments.folder_for(outputs / name))
+        if stored is not None:  # stored as segments (a large history)
+            sizes[name] = stored.rows
+        elif path.exists():
             sizes[name] = pq.ParquetFile(path).metadata.num_rows
     return sizes
 

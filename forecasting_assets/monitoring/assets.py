@@ -5,6 +5,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from forecasting_assets.ids import ids_in
 from forecasting_assets.ingest.assets import FOLLOWS_NEW_DATA
 from forecasting_assets.metadata import table_preview
 from forecasting_assets.monitoring.drift import drift_report as compute_drift
@@ -46,7 +47,7 @@ def drift_report(
     reference = min(config.reference_periods or periods_per_year(spec.frequency), max(available, current))
     sample = stratified_series_sample(series_keys, config.max_series, seed=settings.seed)
     needed = dates[-min(len(dates), current + reference + spec.season_length + 1):][0]  # the windows and their lags
-    recent = series[(series["ds"] >= needed) & (series["unique_id"].isin(sample) if sample is not None else True)]
+    recent = series[(series["ds"] >= needed) & (ids_in(series["unique_id"], sample) if sample is not None else True)]
     result = compute_drift(recent, spec.season_length, current, reference, config.drift_share, config.column_threshold)
     report_path = write_text(result.html, outputs_dir() / "reports" / "drift_report.html")
     table = result.columns.assign(drift_share=result.drift_share, dataset_drift=result.dataset_drift)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from forecasting_assets.evaluation.metrics import OVERALL_LEVEL
 from forecasting_assets.hierarchy.aggregation import check_coherence
+from forecasting_assets.ids import ids_in
 from forecasting_assets.metadata import forecast_panel_png, frame_metadata, largest_series, png_markdown
 from forecasting_assets.models.assets import BASE_MODELS
 from forecasting_assets.monitoring.live_error import archive_forecast
@@ -184,7 +185,7 @@ def final_forecasts(
     table = chosen.merge(series_keys[["unique_id", "level"]], on="unique_id")[["unique_id", "level", "ds", "yhat", "model"]]
     table = table.sort_values(["unique_id", "ds"]).reset_index(drop=True)
     top = series_keys.sort_values("level_order")["unique_id"].iloc[0]
-    history = hierarchical_series[(hierarchical_series["unique_id"] == top) & (hierarchical_series["ds"] < table["ds"].min())]
+    history = hierarchical_series[ids_in(hierarchical_series["unique_id"], [top]) & (hierarchical_series["ds"] < table["ds"].min())]
     png = forecast_panel_png(history, table, [top], ["yhat"])
     archived = archive_forecast(table, outputs_dir())
     context.add_output_metadata({**frame_metadata(table), "model": str(table["model"].iloc[0]), "top_level_plot": png_markdown(png, top), "archived_as": dg.MetadataValue.path(str(archived))})
@@ -222,7 +223,7 @@ def forecast_quantiles(
         context.log.warning(f"forecast_quantiles: no usable backtest errors of {chosen}; the quantiles use those of {residuals_from}")
     table = quantile_forecasts(final_forecasts, backtest, config.method, M5_QUANTILES)
     shown = largest_series(series_keys, hierarchical_series)
-    history = hierarchical_series[hierarchical_series["unique_id"].isin(shown)]
+    history = hierarchical_series[ids_in(hierarchical_series["unique_id"], shown)]
     plot = forecast_panel_png(history[history["ds"] < table["ds"].min()], table, shown, ["yhat"], band=("q0.025", "q0.975"))
     context.add_output_metadata(
         {

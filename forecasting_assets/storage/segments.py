@@ -256,12 +256,65 @@ def _series_major_positions(parts: list[pd.DataFrame], series_columns: list[str]
     return positions
 
 
+def _dense_layout(parts: list[pd.DataFrame], series_columns: list[str], codes: dict[str, list[np.ndarray]]) -> list[int] | None:
+    """Rows per series of each part when every part holds every series of the first part, the same number of
+    rows each, in the same order (a grid: ``hierarchical_series``, and the bottom sales of M5-layout
+    sources); None otherwise. ``codes``: each series column's codes per part, over shared categories."""
+    n = len(parts[0])
+    if n == 0 or not series_columns:
+        return None
+    first = [codes[c][0] for c in series_columns]
+    differs = [c != c[0] for c in first]
+    run = min((int(np.argmax(d)) for d in differs if d.any()), default=n)  # where the first series ends
+    if n % run:
+        return None
+    n_series = n // run
+    rows = []
+    for column in first:
+        grid = column.reshape(n_series, run)
+        if not bool((grid == grid[:, :1]).all()):
+            return None
+        rows.append(grid[:, 0])
+    distinct = np.unique(np.stack(rows), axis=1).shape[1] if n_series > 1 else 1
+    if distinct != n_series:
+        return None
+    layout = [run]
+    for i in range(1, len(parts)):
+        length = len(parts[i])
+        if length % n_series:
+            return None
+        per_series = length // n_series
+        for column, expected in zip(series_columns, rows):
+            grid = codes[column][i].reshape(n_series, per_series)
+            if per_series and not (bool((grid == grid[:, :1]).all()) and np.array_equal(grid[:, 0], expected)):
+                return None
+        layout.append(per_series)
+    return layout
+
+
+def _place_grid(values: list[np.ndarray], layout: list[int], dtype) -> np.ndarray:
+    """The parts' values side by side per series (row-major: series, then the parts' periods in turn)."""
+    n_series = len(values[0]) // layout[0]
+    out = np.empty((n_series, sum(layout)), dtype=dtype)
+    at = 0
+    for part, width in zip(values, layout):
+        out[:, at:at + width] = part.reshape(n_series, width)
+        at += width
+    return out.reshape(-1)
+
+
+def _expanded(categories: pd.Index, codes: np.ndarray) -> np.ndarray:
+    """The object column a dictionary (categories, codes) stands for; code -1 is None."""
+    return np.append(categories.to_numpy(dtype=object), None)[codes]
+
+
 def _expand_dictionary_columns(frame: pd.DataFrame, plain_strings: set[str]) -> pd.DataFrame:
-    for name in plain_strings & set(frame.columns):
-        column = frame[name]
-        values = np.append(column.cat.categories.to_numpy(dtype=object), None)
-        frame[name] = pd.Series(values[column.cat.codes.to_numpy()], name=name, copy=False)
-    return frame
+    """Plain string columns read as dictionaries back to object columns (the frame rebuilt without a copy)."""
+    names = plain_strings & set(frame.columns)
+    if not names:
+        return frame
+    columns = {n: (_expanded(frame[n].cat.categories, frame[n].cat.codes.to_numpy()) if n in names else frame[n]) for n in frame.columns}
+    return pd.DataFrame(columns, copy=False)
 
 
 def combine(layout: str, parts: list[pd.DataFrame], series_columns: list[str] | None = None) -> pd.DataFrame:
@@ -281,27 +334,49 @@ def combine(layout: str, parts: list[pd.DataFrame], series_columns: list[str] | 
     columns = list(parts[0].columns)
     if any(list(p.columns) != columns for p in parts[1:]):
         raise ValueError(f"segments with different columns: {[list(p.columns) for p in parts]}")
-    positions = _series_major_positions(parts, list(series_columns or [])) if layout == "series_major" else None
     lengths = [len(p) for p in parts]
     total = sum(lengths)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    out: dict[str, Any] = {}
+    # categorical columns over shared categories: their codes per part
+    unified: dict[str, tuple[pd.Index, list[np.ndarray]]] = {}
     for name in columns:
         pieces = [p[name] for p in parts]
         if all(isinstance(c.dtype, pd.CategoricalDtype) for c in pieces):
             categories = _unified_categories(pieces)
-            codes_list = [_codes(c, categories) for c in pieces]
+            unified[name] = (categories, [_codes(c, categories) for c in pieces])
+    series_columns = list(series_columns or [])
+    grid = None
+    positions = None
+    if layout == "series_major":
+        if all(c in unified for c in series_columns):
+            grid = _dense_layout(parts, series_columns, {c: unified[c][1] for c in series_columns})
+        if grid is None:
+            positions = _series_major_positions(parts, series_columns)
+
+    def place(values: list[np.ndarray], dtype) -> np.ndarray:
+        return _place_grid(values, grid, dtype) if grid is not None else _place(values, positions, offsets, total, dtype)
+
+    out: dict[str, Any] = {}
+    for name in columns:
+        pieces = [p[name] for p in parts]
+        if name in unified:
+            categories, codes_list = unified[name]
+            if grid is not None and name in series_columns and name in plain:
+                # an id column of a grid: each series' id once per period, without placing codes first
+                per_series = codes_list[0].reshape(-1, grid[0])[:, 0]
+                out[name] = np.repeat(_expanded(categories, per_series), sum(grid))
+                plain = plain - {name}
+                continue
             dtype = np.result_type(*[c.dtype for c in codes_list])
-            codes = _place(codes_list, positions, offsets, total, dtype)
-            out[name] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories, ordered=pieces[0].cat.ordered))
+            out[name] = pd.Categorical.from_codes(place(codes_list, dtype), dtype=pd.CategoricalDtype(categories, ordered=pieces[0].cat.ordered))
         else:
             dtypes = {c.dtype for c in pieces}
             if len(dtypes) != 1 or isinstance(pieces[0].dtype, pd.api.extensions.ExtensionDtype):
-                if positions is not None:
+                if layout == "series_major":
                     raise ValueError(f"column {name!r}: segments of different or extension dtypes {dtypes}")
                 out[name] = pd.concat(pieces, ignore_index=True)
                 continue
-            out[name] = _place([c.to_numpy() for c in pieces], positions, offsets, total, pieces[0].dtype)
+            out[name] = place([c.to_numpy() for c in pieces], pieces[0].dtype)
     frame = pd.DataFrame(out, copy=False)
     return _expand_dictionary_columns(frame, plain)
 
