@@ -35,3 +35,25 @@ def ids_in(values: pd.Series | np.ndarray, wanted) -> np.ndarray:
     category = as_categorical(values)
     hit = np.append(np.asarray(pd.Index(category.categories).isin(list(wanted)), dtype=bool), False)  # code -1: missing
     return hit[category.codes]
+
+
+def merge_on_ids(left: pd.DataFrame, right: pd.DataFrame, on: list[str], how: str = "left", id_column: str = "unique_id") -> pd.DataFrame:
+    """``left.merge(right, on=on, how=how)`` with the string id column joined as integer codes.
+
+    pandas hashes both frames' ids on every merge (at M5 size 17 M rows of exogenous features: ~10 s). Here
+    each side's ids become codes over their sorted union through runs (:func:`as_categorical`), the merge
+    runs on integers, and the ids are put back: the same rows in the same order (sorted categories keep the
+    lexicographic key order of an outer merge) and the same columns.
+    """
+    if id_column not in on or left[id_column].dtype != object or right[id_column].dtype != object:
+        return left.merge(right, on=on, how=how)
+    left_ids, right_ids = as_categorical(left[id_column]), as_categorical(right[id_column])
+    categories = left_ids.categories.union(right_ids.categories)  # sorted
+    dtype = pd.CategoricalDtype(categories)
+    code = "__id_code__"
+    left_coded = left.assign(**{id_column: pd.Categorical(left_ids, dtype=dtype).codes}).rename(columns={id_column: code})
+    right_coded = right.assign(**{id_column: pd.Categorical(right_ids, dtype=dtype).codes}).rename(columns={id_column: code})
+    merged = left_coded.merge(right_coded, on=[code if c == id_column else c for c in on], how=how)
+    values = np.append(categories.to_numpy(dtype=object), None)
+    merged[code] = values[merged[code].to_numpy()]
+    return merged.rename(columns={code: id_column})

@@ -252,3 +252,15 @@ def test_categorical_ids_through_runs_equal_pandas(layout: str) -> None:
     dtype = pd.CategoricalDtype(["c", "a", "b", "CA_1/FOODS_1", "unused"])
     pd.testing.assert_extension_array_equal(as_categorical(ids, dtype), pd.Categorical(ids, dtype=dtype))
     np.testing.assert_array_equal(ids_in(ids, {"a", "c"}), pd.Series(ids).isin({"a", "c"}).to_numpy())
+
+
+@pytest.mark.parametrize("how", ["left", "outer", "inner"])
+def test_merge_on_ids_equals_pandas_merge(how: str) -> None:
+    from forecasting_assets.ids import merge_on_ids
+
+    dates = pd.date_range("2021-01-01", periods=5)
+    left = pd.DataFrame({"unique_id": np.repeat(np.array(["b", "a", "c"], dtype=object), 5), "ds": np.tile(dates, 3), "y": np.arange(15.0)})
+    right = pd.DataFrame({"unique_id": np.repeat(np.array(["a", "d", "b"], dtype=object), 4), "ds": np.tile(dates[1:], 3), "x": np.arange(12, dtype=np.float32)})
+    statics = pd.DataFrame({"unique_id": np.array(["c", "a"], dtype=object), "s": [1.0, 2.0]})
+    pd.testing.assert_frame_equal(merge_on_ids(left, right, ["unique_id", "ds"], how), left.merge(right, on=["unique_id", "ds"], how=how))
+    pd.testing.assert_frame_equal(merge_on_ids(left, statics, ["unique_id"], how), left.merge(statics, on="unique_id", how=how))

@@ -7,6 +7,7 @@ import pandas as pd
 
 from forecasting_assets.features.exogenous import calendar_exogenous, price_exogenous
 from forecasting_assets.features.series_features import compute_series_features, intermittency_classes
+from forecasting_assets.ids import merge_on_ids
 from forecasting_assets.metadata import frame_metadata
 from forecasting_assets.resources import ForecastSettings
 from forecasting_assets.schedule import backtest_cutoffs
@@ -89,7 +90,7 @@ def exogenous_features(
     elif len(frames) == 1:
         exogenous = frames[0]
     else:
-        exogenous = calendar.merge(prices, on=["unique_id", "ds"], how="outer")
+        exogenous = merge_on_ids(calendar, prices, ["unique_id", "ds"], how="outer")
         exogenous["price_ratio"] = exogenous["price_ratio"].fillna(1.0)
     context.add_output_metadata(
         {

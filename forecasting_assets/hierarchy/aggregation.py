@@ -245,12 +245,35 @@ def stratified_series_sample(series_keys: pd.DataFrame, max_series: int, seed: i
 
 
 def check_coherence(forecasts: pd.DataFrame, structure: pd.DataFrame, value_columns: list[str]) -> pd.DataFrame:
-    """Max |parent - sum of its bottom members| per value column (forecasts: unique_id, ds, columns)."""
-    bottom = forecasts.merge(
-        structure.rename(columns={"unique_id": "parent", "bottom_id": "unique_id"}), on="unique_id"
-    )
-    sums = bottom.groupby(["parent", "ds"], observed=True)[value_columns].sum()
-    parents = forecasts.set_index(["unique_id", "ds"])[value_columns]
-    parents.index = parents.index.set_names(["parent", "ds"])
-    gap = (parents.reindex(sums.index) - sums).abs()
-    return gap.max().rename("max_abs_gap").to_frame().rename_axis("column").reset_index()
+    """Max |parent - sum of its bottom members| per value column (forecasts: unique_id, ds, columns).
+
+    Over the (parent, period) pairs where some bottom member has a row (missing values sum as 0), as one
+    sparse product of the summing structure with the bottom rows per column: at M5 size (30,490 bottom
+    series in 12 levels, 28 days, eight forecasts) the join of every bottom row to each of its parents took
+    ~10 s.
+    """
+    from scipy import sparse
+
+    ids, id_index = pd.factorize(forecasts["unique_id"])
+    days, day_index = pd.factorize(forecasts["ds"])
+    if len(forecasts) and pd.Series(ids.astype(np.int64) * max(len(day_index), 1) + days).duplicated().any():
+        raise ValueError("forecasts with two rows for one series and period")
+    parents = pd.Index(structure["unique_id"].drop_duplicates())
+    parent_rows = parents.get_indexer(structure["unique_id"])
+    member_cols = pd.Index(id_index).get_indexer(structure["bottom_id"])  # -1: the member has no forecast rows
+    known = member_cols >= 0
+    summing = sparse.csr_matrix((np.ones(int(known.sum())), (parent_rows[known], member_cols[known])), shape=(len(parents), len(id_index)))
+    present = np.zeros((len(id_index), len(day_index)))
+    present[ids, days] = 1.0
+    covered = (summing @ present) > 0  # (parent, period) pairs with at least one member row
+    parent_of = pd.Index(id_index).get_indexer(parents)  # -1: the parent has no forecast rows
+    gaps = []
+    for column in value_columns:
+        values = np.full((len(id_index), len(day_index)), np.nan)
+        values[ids, days] = forecasts[column].to_numpy(dtype=np.float64)
+        sums = summing @ np.nan_to_num(values, nan=0.0)
+        own = np.where(parent_of[:, None] >= 0, values[np.maximum(parent_of, 0)], np.nan)
+        gap = np.abs(own - sums)[covered]
+        gap = gap[~np.isnan(gap)]
+        gaps.append(float(gap.max()) if len(gap) else float("nan"))
+    return pd.DataFrame({"column": list(value_columns), "max_abs_gap": gaps})

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from forecasting_assets.ids import merge_on_ids
 from forecasting_assets.spec import freq_family
 
 MODEL_NAME = "LightGBM"
@@ -157,11 +158,11 @@ def training_frame(
     exog_cols: list[str] = []
     if exogenous is not None:
         exog_cols = [c for c in exogenous.columns if c not in ("unique_id", "ds")]
-        frame = frame.merge(exogenous, on=["unique_id", "ds"], how="left")
+        frame = merge_on_ids(frame, exogenous, ["unique_id", "ds"], how="left")
         frame[exog_cols] = frame[exog_cols].fillna(0.0)
     static_cols = [c for c in statics.columns if c != "unique_id"]
     # float32 features: half the memory of float64 at M5 size (millions of rows), and LightGBM bins them anyway
-    frame = frame.merge(statics.astype({c: np.float32 for c in static_cols}), on="unique_id", how="left")
+    frame = merge_on_ids(frame, statics.astype({c: np.float32 for c in static_cols}), ["unique_id"], how="left")
     if exog_cols:
         frame = frame.astype({c: np.float32 for c in exog_cols})
     return frame, static_cols, exog_cols
@@ -175,7 +176,7 @@ def future_exogenous(
         return None
     dates = pd.date_range(last_date, periods=horizon + 1, freq=freq)[1:]
     grid = pd.DataFrame({"unique_id": np.repeat(ids, len(dates)), "ds": np.tile(dates, len(ids))})
-    future = grid.merge(exogenous, on=["unique_id", "ds"], how="left")
+    future = merge_on_ids(grid, exogenous, ["unique_id", "ds"], how="left")
     exog_cols = [c for c in exogenous.columns if c not in ("unique_id", "ds")]
     future[exog_cols] = future[exog_cols].fillna(0.0)
     return future

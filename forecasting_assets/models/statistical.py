@@ -44,6 +44,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from forecasting_assets.ids import ids_in
+
 STAT_MODELS = ["SeasonalNaive", "AutoETS", "CrostonOptimized"]
 FALLBACK_MODELS = ["SeasonalNaive", "Naive", "ZeroModel"]  # in the order they are tried
 FALLBACK_COLUMNS = ["unique_id", "model", "error", "fallback"]
@@ -256,7 +258,7 @@ def run_within_budget(
     """
     if affordable is None:
         return run_with_fallbacks(run, series, models, season_length, keys, n_jobs)
-    chosen = series["unique_id"].isin(affordable)
+    chosen = ids_in(series["unique_id"], affordable)  # (through runs: the history is in blocks per series)
     full, full_fallbacks = run_with_fallbacks(run, series[chosen], models, season_length, keys, n_jobs)
     cheap_models = [model for model in models if repr(model) not in COSTLY_MODELS]
     rest, rest_fallbacks = run_with_fallbacks(run, series[~chosen], cheap_models, season_length, keys, n_jobs)
