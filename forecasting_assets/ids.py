@@ -50,6 +50,10 @@ def merge_on_ids(left: pd.DataFrame, right: pd.DataFrame, on: list[str], how: st
     left_ids, right_ids = as_categorical(left[id_column]), as_categorical(right[id_column])
     categories = left_ids.categories.union(right_ids.categories)  # sorted
     dtype = pd.CategoricalDtype(categories)
+    if how in ("left", "outer") and set(on) == {id_column, "ds"}:
+        joined = _lookup_join(left, right, pd.Categorical(left_ids, dtype=dtype).codes, pd.Categorical(right_ids, dtype=dtype).codes, id_column, how)
+        if joined is not None:
+            return joined
     code = "__id_code__"
     left_coded = left.assign(**{id_column: pd.Categorical(left_ids, dtype=dtype).codes}).rename(columns={id_column: code})
     right_coded = right.assign(**{id_column: pd.Categorical(right_ids, dtype=dtype).codes}).rename(columns={id_column: code})
@@ -57,3 +61,39 @@ def merge_on_ids(left: pd.DataFrame, right: pd.DataFrame, on: list[str], how: st
     values = np.append(categories.to_numpy(dtype=object), None)
     merged[code] = values[merged[code].to_numpy()]
     return merged.rename(columns={code: id_column})
+
+
+def _lookup_join(left: pd.DataFrame, right: pd.DataFrame, left_codes: np.ndarray, right_codes: np.ndarray, id_column: str, how: str) -> pd.DataFrame | None:
+    """A join on (id, ds) as one int64 key per row and a hash lookup of the right rows, when the right keys
+    are unique (a feature table) and the missing values need no new dtype; for ``outer``, only when both sides
+    hold the same keys (the result is then the left rows in key order). None: not such a case."""
+    if not (pd.api.types.is_datetime64_dtype(left["ds"]) and pd.api.types.is_datetime64_dtype(right["ds"])):
+        return None
+    left_days, right_days = left["ds"].to_numpy(), right["ds"].to_numpy()
+    days = np.unique(np.concatenate([pd.unique(left_days), pd.unique(right_days)]))
+    if np.isnat(days).any():
+        return None
+    left_key = left_codes.astype(np.int64) * len(days) + np.searchsorted(days, left_days)
+    right_key = right_codes.astype(np.int64) * len(days) + np.searchsorted(days, right_days)
+    right_index = pd.Index(right_key)
+    if not right_index.is_unique:
+        return None
+    at = right_index.get_indexer(left_key)
+    missing = at < 0
+    others = [c for c in right.columns if c not in (id_column, "ds")]
+    if how == "outer":
+        if len(left_key) != len(right_key) or missing.any() or pd.Index(left_key).has_duplicates:
+            return None
+        order = np.argsort(left_key, kind="stable")
+        left, at = left.iloc[order].reset_index(drop=True), at[order]
+        missing = np.zeros(len(at), dtype=bool)
+    if missing.any() and not all(pd.api.types.is_float_dtype(right[c]) for c in others):
+        return None
+    out = {c: left[c].to_numpy() for c in left.columns}
+    take = np.where(missing, 0, at)
+    for c in others:
+        values = right[c].to_numpy()[take]
+        if missing.any():
+            values[missing] = np.nan
+        out[c] = values
+    return pd.DataFrame(out, columns=[*left.columns, *others], copy=False)

@@ -264,3 +264,7 @@ def test_merge_on_ids_equals_pandas_merge(how: str) -> None:
     statics = pd.DataFrame({"unique_id": np.array(["c", "a"], dtype=object), "s": [1.0, 2.0]})
     pd.testing.assert_frame_equal(merge_on_ids(left, right, ["unique_id", "ds"], how), left.merge(right, on=["unique_id", "ds"], how=how))
     pd.testing.assert_frame_equal(merge_on_ids(left, statics, ["unique_id"], how), left.merge(statics, on="unique_id", how=how))
+    # the same keys on both sides, in another order (the lookup join's outer case), and integer features
+    same = left[["unique_id", "ds"]].iloc[::-1].assign(x=np.arange(15, dtype=np.float32), k=np.arange(15)).reset_index(drop=True)
+    pd.testing.assert_frame_equal(merge_on_ids(left, same, ["unique_id", "ds"], how), left.merge(same, on=["unique_id", "ds"], how=how))
+    pd.testing.assert_frame_equal(merge_on_ids(left, right.assign(k=1), ["unique_id", "ds"], how), left.merge(right.assign(k=1), on=["unique_id", "ds"], how=how))
