@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,6 @@ def test_a_crash_before_the_manifest_leaves_the_stored_table(tmp_path: Path, mon
 
 @pytest.fixture()
 def tiny_source(tmp_path: Path, monkeypatch) -> dict:
-    monkeypatch.setenv("FORECASTING_LANDING_SETTLE_SECONDS", "0")
     from forecasting_assets.demo_data import write_demo
 
     home = tmp_path / "home"
@@ -97,7 +97,7 @@ class Project:
         from forecasting_assets.definitions import build_definitions
         from forecasting_assets.resources import ForecastSettings, SalesSource
 
-        self.home, self.dg = home, dg
+        self.home, self.dg, self.landing = home, dg, landing
         os.environ["FORECASTING_ASSETS_HOME"] = str(home)
         self.resources = {"source": SalesSource(folder=str(source), landing_folder=str(landing))}
         defs = build_definitions({**self.resources, "settings": ForecastSettings(n_jobs=1, incremental_min_rows=min_rows)})
@@ -115,6 +115,9 @@ class Project:
 
         os.environ["FORECASTING_ASSETS_HOME"] = str(self.home)
         if partition_key is None:
+            past = time.time() - 3600  # written long ago: past the sensor's settle time (files still being copied)
+            for path in self.landing.glob("*.csv"):
+                os.utime(path, (past, past))
             tick = landing_folder_sensor(self.dg.build_sensor_context(instance=self.instance, cursor=self.cursor, resources=self.resources))
             self.cursor = tick.cursor
             (request,) = tick.run_requests
