@@ -271,3 +271,13 @@ def test_merge_on_ids_equals_pandas_merge(how: str) -> None:
     same = left[["unique_id", "ds"]].iloc[::-1].assign(x=np.arange(15, dtype=np.float32), k=np.arange(15)).reset_index(drop=True)
     pd.testing.assert_frame_equal(merge_on_ids(left, same, ["unique_id", "ds"], how), left.merge(same, on=["unique_id", "ds"], how=how))
     pd.testing.assert_frame_equal(merge_on_ids(left, right.assign(k=1), ["unique_id", "ds"], how), left.merge(right.assign(k=1), on=["unique_id", "ds"], how=how))
+
+
+def test_a_dead_writers_segment_temp_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    folder = tmp_path / "t.segments"
+    stored = segments.write_segments(segments.SegmentedFrame("concat", [("a", _grid(["A"], 3))]), folder)
+    dead = folder / ".seg-0000-dead.parquet.tmp-999999999-abcdef01"  # no such process
+    dead.write_bytes(b"half a segment")
+    segments.write_segments(segments.SegmentedFrame("concat", [("b", _grid(["B"], 2)), ("a", None)], stored=stored), folder)
+    assert not dead.exists()
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith("seg-")) == ["manifest.json"]

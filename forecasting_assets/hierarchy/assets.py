@@ -28,11 +28,11 @@ def hierarchical_series(context: dg.AssetExecutionContext, io_manager: dg.Resour
     extended: tuple | str = "validated_sales is stored as one file"
     if isinstance(validated_sales, StoredTable):
         stored = io_manager.stored_table("hierarchical_series")
-        keys_and_structure = [io_manager.load_asset(a) if stored is not None else None for a in ("hierarchy_structure", "series_keys")]
-        extended = extend_stored_hierarchy(validated_sales, stored, *keys_and_structure, spec)
+        stored_structure, stored_keys = (io_manager.load_asset(a) if stored is not None else None for a in ("hierarchy_structure", "series_keys"))
+        extended = extend_stored_hierarchy(validated_sales, stored, stored_structure, stored_keys, spec)
     if isinstance(extended, tuple):
         series, _ = extended
-        structure, series_keys = keys_and_structure
+        structure, series_keys = stored_structure, stored_keys
         filled_gaps, mode = series.state["filled_gaps"], f"incremental: {series.new_rows} new rows, {series.rows - series.new_rows} stored rows kept"
         shape = {"dagster/row_count": series.rows, "series": len(series_keys), "last_date": str(pd.Timestamp(series.state["last_date"]).date())}
     else:

@@ -44,6 +44,15 @@ def remove_stale_temps(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def remove_dead_temps(folder: Path) -> None:
+    """Remove every ``.*.tmp-*`` file in ``folder`` whose writer is dead (files of unique names, such as
+    segments, are never written twice, so :func:`remove_stale_temps` of a later write never meets them)."""
+    for stale in Path(folder).glob(".*.tmp-*"):
+        pid = stale.name.rsplit(".tmp-", 1)[1].split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

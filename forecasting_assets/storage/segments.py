@@ -162,11 +162,10 @@ def write_segments(table: SegmentedFrame, folder: Path) -> StoredTable:
     }
     files.write_text(json.dumps(manifest, indent=1, default=str), folder / MANIFEST)
     named = {s.file for s in segments} | {MANIFEST}
-    for path in folder.iterdir():
+    for path in folder.iterdir():  # segments no manifest names any more (temporary files of live writers stay)
         if path.name not in named and not path.name.startswith("."):
             path.unlink(missing_ok=True)
-    for stale in folder.glob(".*.tmp-*"):
-        files.remove_stale_temps(folder / stale.name.split(".tmp-")[0].lstrip("."))
+    files.remove_dead_temps(folder)  # of a writer that crashed before its manifest
     return read_manifest(folder)
 
 
