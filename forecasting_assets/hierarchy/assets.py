@@ -15,7 +15,7 @@ from forecasting_assets.storage.segments import StoredTable
 
 @dg.multi_asset(
     outs={
-        "hierarchical_series": dg.AssetOut(description="unique_id, ds, y for every series of every level (hierarchicalforecast aggregate).", group_name="hierarchy", automation_condition=FOLLOWS_NEW_DATA),
+        "hierarchical_series": dg.AssetOut(description="unique_id, ds, y for every series of every level (hierarchicalforecast aggregate). A large history is stored as segments; new days are added with the stored summing structure (metadata: aggregated).", group_name="hierarchy", automation_condition=FOLLOWS_NEW_DATA),
         "hierarchy_structure": dg.AssetOut(description="The summing matrix S as pairs (unique_id, bottom_id).", group_name="hierarchy", automation_condition=FOLLOWS_NEW_DATA),
         "series_keys": dg.AssetOut(description="One row per series: unique_id, level, level_order and its hierarchy column values.", group_name="hierarchy", automation_condition=FOLLOWS_NEW_DATA),
     },

@@ -89,7 +89,7 @@ def newest_first(batches: dict[str, pd.DataFrame], order: list[str]) -> list[pd.
 
 @dg.multi_asset(
     outs={
-        "raw_sales": dg.AssetOut(description="Bottom-level sales rows as read from the source folder and every landed batch (long; values unparsed; newest batch first).", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
+        "raw_sales": dg.AssetOut(description="Bottom-level sales rows as read from the source folder and every landed batch (long; values unparsed; newest batch first). A large history is stored as one segment per source file and landed batch (metadata: stored_as).", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
         "source_spec": dg.AssetOut(description="The source's format, frequency, levels, season length and horizon (read or inferred).", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
         "sales_calendar": dg.AssetOut(description="Calendar: events and SNAP flags per day, including known future days.", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
     },
@@ -147,7 +147,7 @@ def raw_sales(context: dg.AssetExecutionContext, source: SalesSource, settings: 
 
 @dg.multi_asset(
     outs={
-        "validated_sales": dg.AssetOut(description="Typed, checked bottom-level sales (pandera schema).", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA, freshness_policy=NIGHTLY_FRESHNESS),
+        "validated_sales": dg.AssetOut(description="Typed, checked bottom-level sales (pandera schema). A large history is stored as segments and a new batch is validated and appended alone where that equals validating everything again (metadata: validated).", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA, freshness_policy=NIGHTLY_FRESHNESS),
         "sales_quarantine": dg.AssetOut(description="Rows that failed validation, with the failed check and the reason.", group_name="ingest", automation_condition=FOLLOWS_NEW_DATA),
     },
     # a segmented raw_sales arrives as its stored table: only the new batches' rows are read when they extend
