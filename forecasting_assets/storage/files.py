@@ -38,16 +38,17 @@ def _tmp_path(path: Path) -> Path:
 
 def remove_stale_temps(path: Path) -> None:
     """Remove leftovers of interrupted writes of ``path`` (``.<name>.tmp-*``) by dead writers."""
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = stale.name.rsplit(".tmp-", 1)[1].split("-")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            stale.unlink(missing_ok=True)
+    _remove_dead_writers(path.parent.glob(f".{path.name}.tmp-*"))
 
 
 def remove_dead_temps(folder: Path) -> None:
     """Remove every ``.*.tmp-*`` file in ``folder`` whose writer is dead (files of unique names, such as
     segments, are never written twice, so :func:`remove_stale_temps` of a later write never meets them)."""
-    for stale in Path(folder).glob(".*.tmp-*"):
+    _remove_dead_writers(Path(folder).glob(".*.tmp-*"))
+
+
+def _remove_dead_writers(temps) -> None:
+    for stale in temps:
         pid = stale.name.rsplit(".tmp-", 1)[1].split("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             stale.unlink(missing_ok=True)
