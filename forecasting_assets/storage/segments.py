@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecasting_assets.ids import as_categorical
 from forecasting_assets.storage import files
 
 MANIFEST = "manifest.json"
@@ -142,11 +143,11 @@ def write_segments(table: SegmentedFrame, folder: Path) -> StoredTable:
     """Write the new segments, then the manifest (atomically), then remove the files it no longer names."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stored = table.stored if table.stored is not None and Path(table.stored.folder) == folder else read_manifest(folder)
+    stored = table.stored if table.stored is not None and Path(table.stored.folder) == folder else read_manifest(folder)  # where reused segments are
     segments: list[Segment] = []
     for key, rows in table.segments:
         if rows is None:
-            reused = (stored.segment(key) if stored is not None else None) or (table.stored.segment(key) if table.stored else None)
+            reused = stored.segment(key) if stored is not None else None
             if reused is None or not (folder / reused.file).exists():
                 raise FileNotFoundError(f"{folder}: segment {key!r} is reused but its file is missing")
             segments.append(reused)
@@ -212,7 +213,7 @@ def _series_key(parts: list[pd.DataFrame], columns: list[str]) -> list[np.ndarra
     radix = 1
     for column in columns:
         # as categoricals (columns read as dictionaries already are; frames in memory are converted here)
-        values = [p[column] if isinstance(p[column].dtype, pd.CategoricalDtype) else p[column].astype("category") for p in parts]
+        values = [p[column] if isinstance(p[column].dtype, pd.CategoricalDtype) else pd.Series(as_categorical(p[column])) for p in parts]
         categories = _unified_categories(values)
         size = len(categories) + 1
         if radix * size >= 2**62:
@@ -323,7 +324,6 @@ def combine(layout: str, parts: list[pd.DataFrame], series_columns: list[str] | 
     ``plain_strings``); they come back as object columns, as a single file would read.
     """
     plain: set[str] = set().union(*(p.attrs.get("plain_strings", set()) for p in parts)) if parts else set()
-    parts = [p for p in parts]
     if not parts:
         raise ValueError("a table needs at least one segment")
     if len(parts) == 1:
@@ -333,9 +333,7 @@ def combine(layout: str, parts: list[pd.DataFrame], series_columns: list[str] | 
     columns = list(parts[0].columns)
     if any(list(p.columns) != columns for p in parts[1:]):
         raise ValueError(f"segments with different columns: {[list(p.columns) for p in parts]}")
-    lengths = [len(p) for p in parts]
-    total = sum(lengths)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    total = sum(len(p) for p in parts)
     # categorical columns over shared categories: their codes per part
     unified: dict[str, tuple[pd.Index, list[np.ndarray]]] = {}
     for name in columns:
@@ -353,7 +351,7 @@ def combine(layout: str, parts: list[pd.DataFrame], series_columns: list[str] | 
             positions = _series_major_positions(parts, series_columns)
 
     def place(values: list[np.ndarray], dtype) -> np.ndarray:
-        return _place_grid(values, grid, dtype) if grid is not None else _place(values, positions, offsets, total, dtype)
+        return _place_grid(values, grid, dtype) if grid is not None else _place(values, positions, total, dtype)
 
     out: dict[str, Any] = {}
     for name in columns:
@@ -380,7 +378,7 @@ def combine(layout: str, parts: list[pd.DataFrame], series_columns: list[str] | 
     return _expand_dictionary_columns(frame, plain)
 
 
-def _place(values: list[np.ndarray], positions: list[np.ndarray] | None, offsets: np.ndarray, total: int, dtype) -> np.ndarray:
+def _place(values: list[np.ndarray], positions: list[np.ndarray] | None, total: int, dtype) -> np.ndarray:
     if positions is None:
         return np.concatenate(values).astype(dtype, copy=False)
     out = np.empty(total, dtype=dtype)
