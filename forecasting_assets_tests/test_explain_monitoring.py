@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from forecasting_assets.explain.shap_values import explain, global_importance, sample_series, summary_plot_png, top_drivers
-from forecasting_assets.features.exogenous import calendar_exogenous
+from forecasting_assets.features.exogenous import calendar_exogenous, event_code, event_proximity
 from forecasting_assets.hierarchy.aggregation import build_hierarchy
 from forecasting_assets.models import lightgbm_global as lgbm
 from forecasting_assets.monitoring.drift import drift_frame, drift_report, split_windows, standardize
@@ -265,7 +265,7 @@ def _snap(case: dict, uid: str) -> list[float]:
 
 def test_calendar_exogenous_shape_and_event_columns(calendar_case: dict) -> None:
     exog, keys, days = calendar_case["exog"], calendar_case["keys"], calendar_case["days"]
-    assert list(exog.columns) == ["unique_id", "ds", "is_event", "event_cultural", "event_national", "event_religious", "event_sporting", "snap"]
+    assert list(exog.columns) == ["unique_id", "ds", "is_event", "event_cultural", "event_national", "event_religious", "event_sporting", "event_code", "periods_to_event", "next_event_code", "periods_since_event", "last_event_code", "snap"]
     assert len(exog) == len(keys) * len(days)
     assert not exog.duplicated(["unique_id", "ds"]).any()
     assert set(exog["unique_id"]) == set(keys["unique_id"])
@@ -278,6 +278,39 @@ def test_calendar_exogenous_shape_and_event_columns(calendar_case: dict) -> None
     # event flags are the same for every series
     per_day = exog.groupby("ds")[["is_event", "event_sporting"]].nunique()
     assert (per_day == 1).all().all()
+
+
+def test_event_proximity_counts_periods_to_the_next_and_since_the_last_event() -> None:
+    codes = np.array([0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0], dtype=np.float32)
+    near = event_proximity(codes, window=3)
+    assert near["event_code"].tolist() == codes.tolist()
+    assert near["periods_to_event"].tolist() == [2, 1, 4, 4, 4, 4, 4, 4, 3, 2, 1, 4, 4]  # 4 = beyond the window
+    assert near["next_event_code"].tolist() == [5, 5, 0, 0, 0, 0, 0, 0, 3, 3, 3, 0, 0]
+    assert near["periods_since_event"].tolist() == [4, 4, 4, 1, 2, 3, 4, 4, 4, 4, 4, 4, 1]
+    assert near["last_event_code"].tolist() == [0, 0, 0, 5, 5, 5, 0, 0, 0, 0, 0, 0, 3]
+    quiet = event_proximity(np.zeros(4, dtype=np.float32), window=3)
+    assert quiet["periods_to_event"].tolist() == [4] * 4 and quiet["last_event_code"].tolist() == [0] * 4
+
+
+def test_event_codes_are_stable_per_name_and_order_free() -> None:
+    codes = event_code(pd.Series(["", "Easter|OrthodoxEaster", "OrthodoxEaster|Easter", None, "Christmas", "Easter"]))
+    assert codes[0] == 0 and codes[3] == 0
+    assert codes[1] == codes[2]  # the same events, listed in another order
+    assert len({codes[1], codes[4], codes[5]}) == 3 and (codes[[1, 4, 5]] > 0).all()
+    # the same in a calendar that has other events: a code depends on its name only
+    assert event_code(pd.Series(["Christmas"]))[0] == codes[4]
+
+
+def test_calendar_exogenous_event_proximity_follows_the_calendar_order(calendar_case: dict) -> None:
+    exog = calendar_case["exog"]
+    total = exog[exog["unique_id"] == TOTAL_ID].sort_values("ds")
+    events = total["event_code"].to_numpy()
+    assert (events > 0).tolist() == total["is_event"].astype(bool).tolist()
+    # shuffled calendar rows give the same features
+    shuffled = calendar_exogenous(calendar_case["keys"], calendar_case["calendar"].sample(frac=1.0, random_state=1))
+    pd.testing.assert_frame_equal(
+        shuffled.sort_values(["unique_id", "ds"]).reset_index(drop=True), exog.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    )
 
 
 def test_calendar_exogenous_snap_per_state_and_share_for_aggregates(calendar_case: dict) -> None:
@@ -296,6 +329,6 @@ def test_calendar_exogenous_without_calendar_or_snap() -> None:
     assert calendar_exogenous(keys, pd.DataFrame(columns=["ds"])) is None
     calendar = pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=3), "event_name": ["", "X", ""], "event_type": ["", "Sporting", ""]})
     exog = calendar_exogenous(keys, calendar)
-    assert list(exog.columns) == ["unique_id", "ds", "is_event", "event_sporting"]
+    assert list(exog.columns) == ["unique_id", "ds", "is_event", "event_sporting", "event_code", "periods_to_event", "next_event_code", "periods_since_event", "last_event_code"]
     assert len(exog) == 6
 

@@ -2,12 +2,16 @@
 
 For a series inside one state, ``snap`` is that state's SNAP flag; for a series spanning several states
 (the total, a category) it is the share of states with SNAP that day. Event columns are the same for
-every series: ``is_event`` and one ``event_<type>`` flag per event type in the calendar.
+every series: ``is_event``, one ``event_<type>`` flag per event type in the calendar, and which event it
+is and how near the previous and the next one are (:func:`event_proximity`): a store's sales move on the
+days around an event (the Friday before Easter, New Year's Eve) as much as on the event itself, and each
+event its own way (Christmas: stores closed).
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -28,10 +32,56 @@ def _snap_owner_column(series_keys: pd.DataFrame, members: list[str]) -> str | N
     return None
 
 
+EVENT_WINDOW = 7  # periods before and after an event that its proximity features see
+
+
+def event_code(names: pd.Series) -> np.ndarray:
+    """A number per event name (0: no event), the same for a name in every calendar and run: a hash of the
+    names, sorted ("Easter|OrthodoxEaster" and "OrthodoxEaster|Easter" are one), so that a model trained on
+    one calendar reads the codes of a longer one the same way."""
+    def code(joined: str) -> int:
+        parts = sorted(p.strip() for p in joined.split("|") if p.strip())
+        return zlib.crc32("|".join(parts).encode()) % (2**23) + 1 if parts else 0  # exact in float32
+
+    return np.array([code(n) for n in names.fillna("").astype(str)], dtype=np.float32)
+
+
+def event_proximity(codes: np.ndarray, window: int = EVENT_WINDOW) -> dict[str, np.ndarray]:
+    """Per period of a calendar (in order, one row per period), from its event codes:
+
+    * ``event_code``: the event of the period (0: none);
+    * ``periods_to_event`` / ``next_event_code``: periods until the next event (1 = the next period), and
+      which one, within ``window`` (beyond: ``window + 1`` and 0);
+    * ``periods_since_event`` / ``last_event_code``: the same for the previous event.
+    """
+    position = np.arange(len(codes))
+    events = position[codes > 0]
+    if len(events):  # the first event after each period, and the last one before it (-1: none)
+        after = np.searchsorted(events, position, side="right")
+        before = np.searchsorted(events, position, side="left") - 1
+        next_pos = np.where(after < len(events), events[np.minimum(after, len(events) - 1)], -1)
+        last_pos = np.where(before >= 0, events[np.maximum(before, 0)], -1)
+    else:
+        next_pos = last_pos = np.full(len(codes), -1)
+    to_next = np.where(next_pos >= 0, next_pos - position, window + 1)
+    since_last = np.where(last_pos >= 0, position - last_pos, window + 1)
+    near_next, near_last = to_next <= window, since_last <= window
+    return {
+        "event_code": codes.astype(np.float32),
+        "periods_to_event": np.minimum(to_next, window + 1).astype(np.float32),
+        "next_event_code": np.where(near_next, codes[np.clip(next_pos, 0, None)], 0).astype(np.float32),
+        "periods_since_event": np.minimum(since_last, window + 1).astype(np.float32),
+        "last_event_code": np.where(near_last, codes[np.clip(last_pos, 0, None)], 0).astype(np.float32),
+    }
+
+
 def calendar_exogenous(series_keys: pd.DataFrame, calendar: pd.DataFrame | None) -> pd.DataFrame | None:
-    """unique_id, ds, is_event, event_<type>..., snap — for every series and calendar day (history + future)."""
+    """unique_id, ds, is_event, event_<type>..., event_code, periods_to_event, next_event_code,
+    periods_since_event, last_event_code (:func:`event_proximity`), snap — for every series and calendar day
+    (history + future)."""
     if calendar is None or calendar.empty:
         return None
+    calendar = calendar.sort_values("ds", kind="stable").reset_index(drop=True)
     per_day = pd.DataFrame({"ds": pd.to_datetime(calendar["ds"])})
     names = calendar.get("event_name", pd.Series("", index=calendar.index)).fillna("").astype(str)
     types = calendar.get("event_type", pd.Series("", index=calendar.index)).fillna("").astype(str)
@@ -39,6 +89,8 @@ def calendar_exogenous(series_keys: pd.DataFrame, calendar: pd.DataFrame | None)
     for event_type in sorted({t for joined in types for t in joined.split("|") if t}):
         slug = re.sub(r"[^a-z0-9]+", "_", event_type.lower()).strip("_")
         per_day[f"event_{slug}"] = types.str.split("|").apply(lambda ts, e=event_type: e in ts).astype(np.float32).to_numpy()
+    for column, values in event_proximity(event_code(names)).items():
+        per_day[column] = values
 
     ids = series_keys["unique_id"].to_numpy()
     # every series' copy of the calendar, column by column (a concat of one frame per series took seconds at
