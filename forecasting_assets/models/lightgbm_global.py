@@ -3,7 +3,8 @@
 * target normalized per series (``LocalStandardScaler``) so that one model serves the total and the
   smallest department alike;
 * lags and rolling means derived from the season length, date features from the frequency;
-* calendar events and SNAP as dynamic exogenous features (known in advance), TSFresh features and the
+* calendar events (which event, and how near the previous and next ones are) and SNAP as dynamic
+  exogenous features (known in advance), TSFresh features and the
   intermittency statistics as static features;
 * hyperparameters from an Optuna study (see ``tuning.py``);
 * multi-horizon strategies (``STRATEGIES``): ``recursive`` (lags from 1 on, each step's forecast feeds the
