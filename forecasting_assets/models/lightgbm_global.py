@@ -160,12 +160,15 @@ def training_frame(
     if exogenous is not None:
         exog_cols = [c for c in exogenous.columns if c not in ("unique_id", "ds")]
         frame = merge_on_ids(frame, exogenous, ["unique_id", "ds"], how="left")
-        frame[exog_cols] = frame[exog_cols].fillna(0.0)
+        # float32 features: half the memory of float64 at M5 size (millions of rows), and LightGBM bins them
+        # anyway; column by column, and only where needed: a fill and a cast of the whole block copied every
+        # feature of the history twice (at M5 size 10 M rows × 12 columns, 5 s a refresh)
+        for column in exog_cols:
+            values = frame[column]
+            if values.dtype != np.float32 or values.isna().any():
+                frame[column] = values.fillna(0.0).astype(np.float32)
     static_cols = [c for c in statics.columns if c != "unique_id"]
-    # float32 features: half the memory of float64 at M5 size (millions of rows), and LightGBM bins them anyway
     frame = merge_on_ids(frame, statics.astype({c: np.float32 for c in static_cols}), ["unique_id"], how="left")
-    if exog_cols:
-        frame = frame.astype({c: np.float32 for c in exog_cols})
     return frame, static_cols, exog_cols
 
 
