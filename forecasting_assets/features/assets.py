@@ -48,8 +48,9 @@ def series_features(
 @dg.asset(
     group_name="features",
     description=(
-        "Exogenous features per series and day, over the history and the horizon: calendar events (which event, "
-        "and the periods to the next and since the last one) and SNAP (known in advance), and the price relative to the recent regular price where the source has prices."
+        "Exogenous features per series and day, over the history and the horizon: calendar events (which "
+        "event, and the periods to the next and since the last one) and SNAP (known in advance), and the price "
+        "relative to the recent regular price where the source has prices."
     ),
 )
 def exogenous_features(

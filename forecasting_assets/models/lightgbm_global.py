@@ -161,8 +161,8 @@ def training_frame(
         exog_cols = [c for c in exogenous.columns if c not in ("unique_id", "ds")]
         frame = merge_on_ids(frame, exogenous, ["unique_id", "ds"], how="left")
         # float32 features: half the memory of float64 at M5 size (millions of rows), and LightGBM bins them
-        # anyway; column by column, and only where needed: a fill and a cast of the whole block copied every
-        # feature of the history twice (at M5 size 10 M rows × 12 columns, 5 s a refresh)
+        # anyway; column by column, and only where needed: a fill and a cast of the whole block copy every
+        # feature of the history twice (at M5 size 10 M rows × 12 columns)
         for column in exog_cols:
             values = frame[column]
             if values.dtype != np.float32 or values.isna().any():
