@@ -2,6 +2,7 @@
 
 Environment (all optional): FORECASTING_SOURCE (source folder; default data/demo),
 FORECASTING_TRAIN_END (last training date; later data is scored as a holdout), FORECASTING_HORIZON,
+FORECASTING_BACKTEST_WINDOWS (rolling-origin backtest windows; default 3),
 FORECASTING_WEIGHTS (an M5 weights CSV), FORECASTING_LANDING (landing folder; default data/landing),
 FORECASTING_DRIFT_THRESHOLD / FORECASTING_ERROR_THRESHOLD / FORECASTING_APPROVAL_DRIFT_THRESHOLD (automation),
 FORECASTING_RETRAIN_TRIALS / FORECASTING_RETRAIN_TIMEOUT_S (the retrain's Optuna budget),
@@ -57,6 +58,7 @@ def build_resources() -> dict:
             **{
                 field: int(value)
                 for field, name in [
+                    ("n_windows", "FORECASTING_BACKTEST_WINDOWS"),
                     ("ets_max_series", "FORECASTING_ETS_MAX_SERIES"),
                     ("lightgbm_max_rows", "FORECASTING_LIGHTGBM_MAX_ROWS"),
                     ("refit_max_rows", "FORECASTING_REFIT_MAX_ROWS"),

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting_assets.benchmarks.m5_accuracy import forecasts_table, summarize
+from forecasting_assets.benchmarks.m5_accuracy import forecasts_table, main, summarize
 from forecasting_assets.benchmarks.measure import MemorySampler
 from forecasting_assets.evaluation.metrics import m5_keys
 from forecasting_assets.models.statistical import forecast_ets_quantiles
@@ -107,6 +107,12 @@ def test_summary_checks_the_bar():
     assert summary["bar"] == {"wrmsse <= 0.65 x ES bottom-up": True, "wrmsse <= 0.60 x seasonal naive": True, "wspl <= 0.75 x AutoETS intervals": True}
     worse = summarize(wrmsse.assign(wrmsse=[1.0, 0.8, 0.7]), "LightGBM/BottomUp", wspl_table)
     assert not worse["bar"]["wrmsse <= 0.60 x seasonal naive"]
+
+
+def test_benchmark_refuses_fewer_than_three_backtest_windows():
+    # the first window only supplies residuals to reconcile the second: with two, one window would choose
+    with pytest.raises(SystemExit, match="--windows 2: at least 3"):
+        main(["--windows", "2"])
 
 
 @pytest.mark.slow

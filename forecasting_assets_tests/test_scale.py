@@ -255,8 +255,10 @@ def test_cost_budgets_come_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("FORECASTING_ETS_MAX_SERIES", "42")
     monkeypatch.setenv("FORECASTING_LIGHTGBM_MAX_ROWS", "1000")
     monkeypatch.setenv("FORECASTING_REFIT_MAX_ROWS", "10")
+    monkeypatch.setenv("FORECASTING_BACKTEST_WINDOWS", "6")
     settings = build_resources()["settings"]
     assert (settings.ets_max_series, settings.lightgbm_max_rows, settings.refit_max_rows) == (42, 1000, 10)
+    assert settings.n_windows == 6
     assert settings.refit_windows(10) and not settings.refit_windows(11)
 
 
