@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pydantic import field_validator
 
 from forecasting_assets.paths import data_dir, default_demo_folder, landing_dir, project_home
 from forecasting_assets.spec import SourceSpec
@@ -63,6 +64,15 @@ class ForecastSettings(dg.ConfigurableResource):
 
     def horizon_for(self, spec: SourceSpec) -> int:
         return int(self.horizon or spec.horizon)
+
+    @field_validator("n_windows")
+    @classmethod
+    def _three_windows_at_least(cls, value: int) -> int:
+        # the first window only supplies the residuals that reconcile the second: fewer than three would choose
+        # the reconciliation on one window (or none)
+        if value < 3:
+            raise ValueError(f"n_windows (FORECASTING_BACKTEST_WINDOWS, make run WINDOWS=) is {value}: it must be at least 3")
+        return value
 
     def training_part(self, series: pd.DataFrame) -> pd.DataFrame:
         """The history the models may learn from (up to ``train_end``)."""

@@ -259,6 +259,9 @@ def test_cost_budgets_come_from_the_environment(monkeypatch) -> None:
     settings = build_resources()["settings"]
     assert (settings.ets_max_series, settings.lightgbm_max_rows, settings.refit_max_rows) == (42, 1000, 10)
     assert settings.n_windows == 6
+    monkeypatch.setenv("FORECASTING_BACKTEST_WINDOWS", "2")
+    with pytest.raises(ValueError, match="FORECASTING_BACKTEST_WINDOWS, make run WINDOWS=\\) is 2: it must be at least 3"):
+        build_resources()
     assert settings.refit_windows(10) and not settings.refit_windows(11)
 
 
