@@ -63,7 +63,7 @@ def cutoff_date(calendar: Path, cutoff: int) -> pd.Timestamp:
 
 
 def run_graph(
-    source: Path, home: Path, train_end: pd.Timestamp, horizon: int, weights: Path, trials: int, windows: int = 3
+    source: Path, home: Path, train_end: pd.Timestamp, horizon: int, weights: Path, trials: int, windows: int = BACKTEST_WINDOWS
 ) -> tuple[dict, dict]:
     """Materialize full_pipeline_job in-process; return per-step (seconds, peak bytes) and the run id."""
     import dagster as dg
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=8, help="Optuna trials added to the study in this run")
     parser.add_argument(
         "--windows", type=int, default=BACKTEST_WINDOWS,
-        help="rolling-origin backtest windows that choose the strategy, ensemble and reconciliation (>= 3)",
+        help="rolling-origin backtest windows that choose the LightGBM strategy, the reconciliation and the quantile width (>= 3)",
     )
     parser.add_argument("--out", type=Path, default=Path("data/bench/m5_accuracy"))
     args = parser.parse_args(argv)
