@@ -3,13 +3,16 @@
 Environment (all optional): FORECASTING_SOURCE (source folder; default data/demo),
 FORECASTING_TRAIN_END (last training date; later data is scored as a holdout), FORECASTING_HORIZON,
 FORECASTING_BACKTEST_WINDOWS (rolling-origin backtest windows; default 3),
+FORECASTING_LIGHTGBM_MODELS (LightGBM models averaged per strategy, each with its own seed; default 3, up to
+FORECASTING_ENSEMBLE_MAX_ROWS training rows), FORECASTING_ENSEMBLE_TRIALS (their parameters: the best N trials'
+in turn; default 1),
 FORECASTING_WEIGHTS (an M5 weights CSV), FORECASTING_LANDING (landing folder; default data/landing),
 FORECASTING_DRIFT_THRESHOLD / FORECASTING_ERROR_THRESHOLD / FORECASTING_APPROVAL_DRIFT_THRESHOLD (automation),
 FORECASTING_RETRAIN_TRIALS / FORECASTING_RETRAIN_TIMEOUT_S (the retrain's Optuna budget),
 FORECASTING_WEBHOOK_URL (alerts), FORECASTING_TIMEZONE (the nightly schedule),
 FORECASTING_EXECUTOR (``in_process``, ``celery``, ``k8s``; default multiprocess; see deploy/README.md), FORECASTING_SENSOR_INTERVAL_SECONDS (default 30),
 FORECASTING_DASK_SCHEDULER (``tcp://host:8786``: the statistical models run on that Dask cluster),
-FORECASTING_ETS_MAX_SERIES / FORECASTING_LIGHTGBM_MAX_ROWS / FORECASTING_REFIT_MAX_ROWS /
+FORECASTING_ETS_MAX_SERIES / FORECASTING_LIGHTGBM_MAX_ROWS / FORECASTING_REFIT_MAX_ROWS / FORECASTING_ENSEMBLE_MAX_ROWS /
 FORECASTING_STATISTICAL_MAX_ROWS (cost budgets, README "Scale"), FORECASTING_INCREMENTAL_MIN_ROWS (from this many
 raw rows on, the history is stored as segments and extended incrementally).
 """
@@ -59,9 +62,12 @@ def build_resources() -> dict:
                 field: int(value)
                 for field, name in [
                     ("n_windows", "FORECASTING_BACKTEST_WINDOWS"),
+                    ("lightgbm_models", "FORECASTING_LIGHTGBM_MODELS"),
                     ("ets_max_series", "FORECASTING_ETS_MAX_SERIES"),
                     ("lightgbm_max_rows", "FORECASTING_LIGHTGBM_MAX_ROWS"),
                     ("refit_max_rows", "FORECASTING_REFIT_MAX_ROWS"),
+                    ("ensemble_max_rows", "FORECASTING_ENSEMBLE_MAX_ROWS"),
+                    ("ensemble_trials", "FORECASTING_ENSEMBLE_TRIALS"),
                     ("statistical_max_rows", "FORECASTING_STATISTICAL_MAX_ROWS"),
                     ("incremental_min_rows", "FORECASTING_INCREMENTAL_MIN_ROWS"),
                 ]

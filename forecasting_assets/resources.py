@@ -42,6 +42,14 @@ class ForecastSettings(dg.ConfigurableResource):
     weights_window: int = 28  # periods of recent sales for share-of-sales weights (no weights file)
     n_jobs: int = 2
     seed: int = 0
+    # LightGBM models per strategy, seeded seed, seed + 1, …: the global model forecasts their mean (in the
+    # backtest and the final fit; Optuna's trials fit one), while its training frame has at most
+    # ensemble_max_rows rows. Above, one model per strategy: at M5 item level three would triple the
+    # longest steps of a run that is already near its 30-minute budget. 1: one model, a third of the time.
+    # The models take the parameters of the ensemble_trials best Optuna trials in turn (default: the best)
+    lightgbm_models: int = 3
+    ensemble_trials: int = 1
+    ensemble_max_rows: int = 3_000_000
     # cost budgets for large hierarchies (see README "Scale"): per-series AutoETS on at most this many
     # series (whole levels from the top); the global LightGBM model on at most this many rows (series ×
     # days: the history is cut to the most recent days that fit)
@@ -74,6 +82,14 @@ class ForecastSettings(dg.ConfigurableResource):
             raise ValueError(f"n_windows (FORECASTING_BACKTEST_WINDOWS, make run WINDOWS=) is {value}: it must be at least 3")
         return value
 
+    @field_validator("lightgbm_models", "ensemble_trials")
+    @classmethod
+    def _one_at_least(cls, value: int, info) -> int:
+        if value < 1:
+            names = {"lightgbm_models": "lightgbm_models (FORECASTING_LIGHTGBM_MODELS, make run MODELS=)", "ensemble_trials": "ensemble_trials (FORECASTING_ENSEMBLE_TRIALS)"}
+            raise ValueError(f"{names[info.field_name]} is {value}: it must be at least 1")
+        return value
+
     def training_part(self, series: pd.DataFrame) -> pd.DataFrame:
         """The history the models may learn from (up to ``train_end``)."""
         if self.train_end is None:
@@ -104,6 +120,17 @@ class ForecastSettings(dg.ConfigurableResource):
         dates = np.sort(series["ds"].unique())
         days = max(self.statistical_max_rows // max(n_series, 1), MIN_STATISTICAL_DAYS)
         return series if days >= len(dates) else series[series["ds"] >= dates[-days]].reset_index(drop=True)
+
+    def models_for(self, training_rows: int) -> int:
+        """LightGBM models averaged per strategy for a training frame of ``training_rows`` rows (see
+        ``lightgbm_models``, ``ensemble_max_rows``)."""
+        return self.lightgbm_models if training_rows <= self.ensemble_max_rows else 1
+
+    def model_parameters(self, tuning: dict, training_rows: int) -> list[dict]:
+        """The parameter sets of the LightGBM models averaged per strategy (see ``lightgbm_models``)."""
+        from forecasting_assets.models.tuning import ensemble_params
+
+        return ensemble_params(tuning, self.models_for(training_rows), self.ensemble_trials)
 
     def refit_windows(self, training_rows: int) -> bool:
         """Whether backtests refit the global model per window (see ``refit_max_rows``)."""

@@ -24,10 +24,17 @@ SERIES_IDS = ["CA", "CA_1", "TX", TOTAL_ID]
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=[[lgbm.RECURSIVE], list(lgbm.STRATEGIES)], ids=["recursive", "ensemble"])
+@pytest.fixture(
+    scope="module",
+    params=[([lgbm.RECURSIVE], 1), (list(lgbm.STRATEGIES), 1), (list(lgbm.STRATEGIES), 2)],
+    ids=["recursive", "ensemble", "ensemble-of-2-models"],
+)
 def explained(request) -> dict:
     """A small global model whose series double on event days; a pure-noise exogenous column beside it.
-    Once recursive alone, once the mean of every strategy (SHAP values of the members' mean)."""
+    Once recursive alone, once the mean of every strategy (SHAP values of the members' mean), once each
+    strategy the mean of two LightGBM models (other parameters, other seed)."""
+    strategies, n_models = request.param
+    params = [{"n_estimators": 150, "num_leaves": 15, "min_child_samples": 10}, {"n_estimators": 100, "num_leaves": 7, "min_child_samples": 5}][:n_models]
     rng = np.random.default_rng(1)
     n = 300
     dates = pd.date_range("2023-01-01", periods=n + HORIZON, freq="D")
@@ -43,7 +50,7 @@ def explained(request) -> dict:
     frame, static_cols, exog_cols = lgbm.training_frame(series, exog, lgbm.static_table(None, keys))
     setup = lgbm.feature_setup("D", 7, n, HORIZON)
     setup.static_features, setup.exogenous = static_cols, exog_cols
-    model = lgbm.fit_global_model(frame, setup, {"n_estimators": 150, "num_leaves": 15, "min_child_samples": 10}, strategies=request.param)
+    model = lgbm.fit_global_model(frame, setup, params if n_models > 1 else params[0], strategies=strategies)
     forecasts, features = lgbm.predict_global_model(model, HORIZON, exog, capture_features=True)
     shap_long, base_value = explain(model, features)
     return {"model": model, "forecasts": forecasts, "features": features, "shap": shap_long, "base": base_value}

@@ -376,6 +376,48 @@ def test_a_model_of_several_strategies_forecasts_their_mean(event_data: dict) ->
     assert old.strategies() == [lgbm.RECURSIVE] and len(old.members()) == 1
 
 
+def test_a_model_of_several_parameter_sets_forecasts_the_mean_of_their_models(event_data: dict) -> None:
+    """A list of k parameter sets: k LightGBM models per strategy, seeded seed, seed + 1, …. A lags ≥ horizon
+    member forecasts their mean; a recursive member forecasts step 1 as their mean and feeds that mean (not
+    each model's own forecast) to the next step. Backtests the same way. The same parameters twice differ
+    by their seed (row and column sampling), so the mean is not one model twice."""
+    frame, setup, horizon, exog = event_data["frame"], event_data["setup"], event_data["horizon"], event_data["exog"]
+    other = {"n_estimators": 100, "num_leaves": 7, "min_child_samples": 5}
+    sets = [SMALL_LGBM, other, SMALL_LGBM]
+    averaged = lgbm.fit_global_model(frame, setup, sets, seed=5, strategies=list(lgbm.STRATEGIES))
+    assert averaged.parameter_sets() == sets
+    assert [len(lgbm.boosters(mlf.models_[lgbm.MODEL_NAME])) for _, mlf in averaged.members()] == [3, 3]
+
+    def forecast(strategy: str, params, seed: int) -> pd.DataFrame:
+        model = lgbm.fit_global_model(frame, setup, params, seed=seed, strategies=[strategy])
+        return lgbm.predict_global_model(model, horizon, exog)[0]
+
+    direct = [forecast(lgbm.LAGS_GE_HORIZON, params, seed)[lgbm.MODEL_NAME].to_numpy() for params, seed in zip(sets, (5, 6, 7))]
+    assert not np.allclose(direct[0], direct[2])  # the same parameters, another seed: another model
+    assert min(single.min() for single in direct) > 0  # no clipping at 0 in play
+    direct_mean = forecast(lgbm.LAGS_GE_HORIZON, sets, 5)[lgbm.MODEL_NAME]
+    np.testing.assert_allclose(direct_mean, np.mean(direct, axis=0), rtol=1e-6)
+
+    singles = [forecast(lgbm.RECURSIVE, params, seed) for params, seed in zip(sets, (5, 6, 7))]
+    recursive = forecast(lgbm.RECURSIVE, sets, 5)
+    first = recursive["ds"] == recursive["ds"].min()
+    np.testing.assert_allclose(recursive.loc[first, lgbm.MODEL_NAME], np.mean([f.loc[first, lgbm.MODEL_NAME] for f in singles], axis=0), rtol=1e-6)
+    later = np.mean([f.loc[~first, lgbm.MODEL_NAME] for f in singles], axis=0)
+    assert not np.allclose(recursive.loc[~first, lgbm.MODEL_NAME], later, rtol=1e-6)
+    # the model of both strategies averages its members as before, each member the mean of its models
+    both, _ = lgbm.predict_global_model(averaged, horizon, exog)
+    np.testing.assert_allclose(both[lgbm.MODEL_NAME], (recursive[lgbm.MODEL_NAME] + direct_mean) / 2, rtol=1e-6)
+
+    small = {"n_estimators": 40}
+    one, two = (lgbm.backtest_global_model(frame, setup, small, 14, 2, seed=seed, strategies=[lgbm.LAGS_GE_HORIZON]) for seed in (5, 6))
+    pair = lgbm.backtest_global_model(frame, setup, [small, small], 14, 2, seed=5, strategies=[lgbm.LAGS_GE_HORIZON])
+    np.testing.assert_allclose(pair[lgbm.MODEL_NAME], (one[lgbm.MODEL_NAME] + two[lgbm.MODEL_NAME]) / 2, rtol=1e-6)
+    # one set in a list is one plain model; an empty list is refused
+    assert lgbm.parameter_sets(SMALL_LGBM) == [SMALL_LGBM] == lgbm.parameter_sets([SMALL_LGBM])
+    with pytest.raises(ValueError, match="at least one LightGBM parameter set"):
+        lgbm.make_mlforecast(setup, [])
+
+
 def test_choose_strategies_picks_the_option_with_the_best_backtest_score(event_data: dict) -> None:
     from forecasting_assets.models.assets import backtest_wrmsse
     from forecasting_assets.resources import ForecastSettings
@@ -430,6 +472,30 @@ def test_tune_persists_and_resumes_the_study(event_data: dict, tmp_path: Path, m
     # the very first trial is the default parameter set (enqueued once, not on the resumed run)
     assert study.trials[0].params == _defaults_as_trial()
     assert study.trials[2].params != _defaults_as_trial()
+    # the summary ranks every distinct trial, best first: the parameters the global model averages
+    assert second["top_values"] == sorted(t.value for t in study.trials)
+    assert second["top_params"][0] == second["best_params"] and second["top_trials"][0] == second["best_trial"]
+    assert [study.trials[n].params for n in second["top_trials"]] == second["top_params"]
+
+
+def test_ensemble_params_repeats_the_best_trial_or_takes_the_best_trials_in_turn() -> None:
+    from types import SimpleNamespace
+
+    from forecasting_assets.models.tuning import best_distinct_trials, ensemble_params
+
+    a, b, c = {"num_leaves": 15}, {"num_leaves": 31}, {"num_leaves": 63}
+    summary = {"best_params": a, "top_params": [a, b, c]}
+    assert ensemble_params(summary, 1) == [a]
+    assert ensemble_params(summary, 3) == [a, a, a]  # the default: the best parameters, one seed per model
+    assert ensemble_params(summary, 2, n_trials=3) == [a, b]
+    assert ensemble_params(summary, 5, n_trials=2) == [a, b, a, b, a]  # the best trials in turn
+    assert ensemble_params(summary, 4, n_trials=9) == [a, b, c, a]  # fewer trials than asked: those there are
+    assert ensemble_params({"best_params": b}, 2, n_trials=3) == [b, b]  # a summary from before top_params
+    with pytest.raises(ValueError, match="n_models and n_trials must be at least 1"):
+        ensemble_params(summary, 0)
+    trials = [SimpleNamespace(value=v, number=n, params=p) for n, (v, p) in enumerate([(0.5, b), (0.4, a), (0.4, a), (0.6, c)])]
+    assert [t.number for t in best_distinct_trials(trials, 10)] == [1, 0, 3]  # a duplicate of a set counts once
+    assert [t.number for t in best_distinct_trials(trials, 2)] == [1, 0]
 
 
 def test_predict_from_fresh_history_reuses_the_model_without_refitting(event_data: dict) -> None:

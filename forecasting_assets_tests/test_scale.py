@@ -256,9 +256,19 @@ def test_cost_budgets_come_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("FORECASTING_LIGHTGBM_MAX_ROWS", "1000")
     monkeypatch.setenv("FORECASTING_REFIT_MAX_ROWS", "10")
     monkeypatch.setenv("FORECASTING_BACKTEST_WINDOWS", "6")
+    monkeypatch.setenv("FORECASTING_LIGHTGBM_MODELS", "5")
+    monkeypatch.setenv("FORECASTING_ENSEMBLE_MAX_ROWS", "20")
     settings = build_resources()["settings"]
     assert (settings.ets_max_series, settings.lightgbm_max_rows, settings.refit_max_rows) == (42, 1000, 10)
-    assert settings.n_windows == 6
+    assert (settings.n_windows, settings.lightgbm_models) == (6, 5)
+    assert (settings.models_for(20), settings.models_for(21)) == (5, 1)  # the ensemble within its row budget only
+    with pytest.raises(ValueError, match="FORECASTING_LIGHTGBM_MODELS, make run MODELS=\\) is 0: it must be at least 1"):
+        ForecastSettings(lightgbm_models=0)
+    with pytest.raises(ValueError, match="FORECASTING_ENSEMBLE_TRIALS\\) is 0: it must be at least 1"):
+        ForecastSettings(ensemble_trials=0)
+    tuning = {"best_params": {"num_leaves": 15}, "top_params": [{"num_leaves": 15}, {"num_leaves": 31}]}
+    assert settings.model_parameters(tuning, 20) == [{"num_leaves": 15}] * 5 and settings.model_parameters(tuning, 21) == [{"num_leaves": 15}]
+    assert ForecastSettings(ensemble_trials=2).model_parameters(tuning, 1) == [{"num_leaves": 15}, {"num_leaves": 31}, {"num_leaves": 15}]
     monkeypatch.setenv("FORECASTING_BACKTEST_WINDOWS", "2")
     with pytest.raises(ValueError, match="FORECASTING_BACKTEST_WINDOWS, make run WINDOWS=\\) is 2: it must be at least 3"):
         build_resources()

@@ -2,9 +2,9 @@
 
 The model predicts each series' target divided by its linear trend and standardized by its mean and
 standard deviation, so raw SHAP values are in standard deviations. A model of several members
-(strategies) forecasts their mean; its SHAP values are the mean of the members' (SHAP values add up over
-models). Multiplying by the series' standard deviation and its trend on that day turns them into units of
-sales, exactly: ``forecast = trend * (mean + std * (base_value + Σ shap))``. Both are stored.
+(strategies, each the mean of its seeds' models) forecasts their mean; its SHAP values are the mean of the
+models' (SHAP values add up over models). Multiplying by the series' standard deviation and its trend on
+that day turns them into units of sales, exactly: ``forecast = trend * (mean + std * (base_value + Σ shap))``. Both are stored.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import io
 import numpy as np
 import pandas as pd
 
+from forecasting_assets.models.lightgbm_global import MODEL_NAME, boosters
 from forecasting_assets.spec import TOTAL_ID
 
 ID_COLUMNS = ("unique_id", "ds")
@@ -43,9 +44,9 @@ def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
 
     ``model`` is a ``FittedGlobalModel``; ``features`` the rows its members saw at forecast time (a
     ``strategy`` column names the member; without it every row is the first member's). The model forecasts
-    the mean of its M members, and SHAP values are additive over models: each feature's value is the sum
-    of its members' SHAP values divided by M (0 for a member without that feature), the base value the mean
-    of the members' base values. So ``forecast = mean + std * (base_value + Σ shap)`` holds for the
+    the mean of its M members, each the mean of its S seeds' LightGBM models, and SHAP values are additive
+    over models: each feature's value is the sum of the M × S models' SHAP values divided by M × S (0 for a
+    member without that feature), the base value the mean of their base values. So ``forecast = mean + std * (base_value + Σ shap)`` holds for the
     ensemble too (before the clip at zero).
     """
     import shap
@@ -55,21 +56,23 @@ def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     keys = pd.MultiIndex.from_frame(primary[list(ID_COLUMNS)])
     names: list[str] = []
     for _, mlf in members:
-        names += [name for name in mlf.models_["LightGBM"].feature_name_ if name not in names]
+        names += [name for name in mlf.models_[MODEL_NAME].feature_name_ if name not in names]
     values = np.zeros((len(primary), len(names)))
     seen = np.full((len(primary), len(names)), np.nan)
     base_value = 0.0
     for setup, mlf in members:
-        booster = mlf.models_["LightGBM"]
-        member_names = list(booster.feature_name_)
+        estimator = mlf.models_[MODEL_NAME]
+        member_names = list(estimator.feature_name_)
         rows = primary if "strategy" not in features.columns else features[features["strategy"] == setup.strategy]
         matrix = rows.set_index(list(ID_COLUMNS)).reindex(keys)[member_names]  # the primary's row order
-        explainer = shap.TreeExplainer(booster)
         columns = [names.index(name) for name in member_names]
-        values[:, columns] += np.asarray(explainer.shap_values(matrix)) / len(members)
+        seeds = boosters(estimator)  # a member averages its seeds' models: so do their SHAP values
+        for booster in seeds:
+            explainer = shap.TreeExplainer(booster)
+            values[:, columns] += np.asarray(explainer.shap_values(matrix)) / (len(members) * len(seeds))
+            base_value += float(np.ravel(explainer.expected_value)[0]) / (len(members) * len(seeds))
         unseen = np.isnan(seen[:, columns]).all(axis=0)  # a feature's value, from the first member that has it
         seen[:, np.asarray(columns)[unseen]] = matrix.to_numpy(dtype=np.float64)[:, unseen]
-        base_value += float(np.ravel(explainer.expected_value)[0]) / len(members)
 
     std = model.sales_scale(primary["unique_id"].to_numpy(), primary["ds"].to_numpy())  # std (× trend) per row
     n_rows, n_features = values.shape

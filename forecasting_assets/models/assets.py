@@ -101,7 +101,7 @@ def _global_inputs(series, exogenous_features, series_features, series_keys, spe
 
 @dg.asset(
     group_name="models",
-    description="Optuna study of LightGBM hyperparameters on rolling-origin CV before the backtest windows (SQLite, resumed across runs).",
+    description="Optuna study of LightGBM hyperparameters on rolling-origin CV before the backtest windows (SQLite, resumed across runs), with its best trials ranked.",
 )
 def lightgbm_tuning(
     context: dg.AssetExecutionContext,
@@ -142,6 +142,10 @@ def lightgbm_tuning(
             "trials_total": summary["n_trials_total"],
             "trials_this_run": summary["n_trials_this_run"],
             "best_params": dg.MetadataValue.json(summary["best_params"]),
+            "models_averaged": f"{settings.lightgbm_models} per strategy, the best {settings.ensemble_trials} trials' parameters in turn (up to {settings.ensemble_max_rows:,} training rows; above, one)",
+            "best_trials": dg.MetadataValue.md(
+                pd.DataFrame({"trial": summary["top_trials"], "cv_rmsse": summary["top_values"]}).head(5).to_markdown(index=False, floatfmt=".4f")
+            ),
             "study": f"{study_name} in data/optuna.db",
         }
     )
@@ -151,7 +155,8 @@ def lightgbm_tuning(
 @dg.asset(
     group_name="models",
     description=(
-        "The candidate global LightGBM (mlforecast) fitted on every series with the best Optuna parameters; "
+        "The candidate global LightGBM (mlforecast) fitted on every series: per strategy, the mean of "
+        "ForecastSettings.lightgbm_models (3) models with the best Optuna parameters and their own seeds; "
         "logged to MLflow and registered as a new version of lightgbm_<source> (it serves only once promoted)."
     ),
     retry_policy=TRANSIENT_RETRY,
@@ -174,9 +179,9 @@ def lightgbm_model(
     spec = SourceSpec.from_dict(source_spec)
     train = settings.training_part(hierarchical_series)
     frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
-    params = lightgbm_tuning["best_params"]
+    params = settings.model_parameters(lightgbm_tuning, len(frame))
     model = lgbm.fit_global_model(frame, setup, params, seed=settings.seed, n_jobs=settings.n_jobs, strategies=lightgbm_strategy["strategies"])
-    run_id = log_model_to_mlflow(mlflow, model, lightgbm_tuning, lightgbm_strategy, len(frame))
+    run_id = log_model_to_mlflow(mlflow, model, lightgbm_tuning, lightgbm_strategy, len(frame), settings.seed)
     model.registered_name = registry.registered_model_name(source_slug(source))
     model.registered_version = registry.register(model, model.registered_name)
     context.add_output_metadata(
@@ -185,6 +190,7 @@ def lightgbm_model(
             "training_rows": len(frame),
             "series": int(frame["unique_id"].nunique()),
             "strategies": ", ".join(model.strategies()),
+            "models_per_strategy": len(params),
             "features": len({name for _, mlf in model.members() for name in mlf.models_[lgbm.MODEL_NAME].feature_name_}),
             "params": dg.MetadataValue.json(params),
             "mlflow_run_id": run_id,
@@ -193,15 +199,17 @@ def lightgbm_model(
     return model
 
 
-def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, strategy: dict, training_rows: int) -> str:
+def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, strategy: dict, training_rows: int, seed: int = 0) -> str:
     """Parameters, the Optuna best trial, and the LightGBM model itself."""
     import lightgbm
     import mlflow.lightgbm as mlflow_lightgbm
 
-    mlflow.log_params({f"lgbm_{k}": v for k, v in model.params.items()})
+    parameter_sets = model.parameter_sets()
+    mlflow.log_params({f"lgbm_{k}": v for k, v in parameter_sets[0].items()})  # the best trial's
     mlflow.log_params(
         {
             "strategies": ",".join(model.strategies()),
+            "lightgbm_models_per_strategy": len(parameter_sets),
             "lags": str(model.setup.lags),
             "rolling_windows": str(model.setup.rolling_windows),
             "date_features": ",".join(model.setup.date_features),
@@ -215,8 +223,11 @@ def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, str
     # MLflow metric names take no "+": "recursive+lags_ge_horizon" is logged as "recursive_and_lags_ge_horizon"
     mlflow.log_metrics({f"strategy_backtest_wrmsse_{name.replace('+', '_and_')}": score for name, score in strategy["backtest_wrmsse"].items() if score == score})
     mlflow.log_dict(tuning, "optuna_best_trial.json")
+    mlflow.log_dict({"parameter_sets": parameter_sets, "seeds": [seed + k for k in range(len(parameter_sets))]}, "lightgbm_models.json")
+    # the first strategy's first seed, for LightGBM's own tools; the model that serves (every strategy and
+    # seed) is the registered pyfunc "global_model"
     mlflow_lightgbm.log_model(
-        model.mlf.models_[lgbm.MODEL_NAME],
+        lgbm.boosters(model.mlf.models_[lgbm.MODEL_NAME])[0],
         name="lightgbm_model",
         pip_requirements=[f"lightgbm=={lightgbm.__version__}"],
     )
@@ -306,7 +317,10 @@ def backtest_forecasts(
     )
     frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     refit = settings.refit_windows(len(frame))
-    global_backtest = lgbm.backtest_global_model(frame, setup, lightgbm_tuning["best_params"], horizon, settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs, refit=refit, strategies=config.strategies, keep_members=True)
+    global_backtest = lgbm.backtest_global_model(
+        frame, setup, settings.model_parameters(lightgbm_tuning, len(frame)), horizon, settings.n_windows,
+        seed=settings.seed, n_jobs=settings.n_jobs, refit=refit, strategies=config.strategies, keep_members=True,
+    )
     training_rows = len(frame)
     del frame
     choice_ids = affordable_series(series_keys, config.choice_max_series) if len(series_keys) else None
@@ -323,7 +337,7 @@ def backtest_forecasts(
     yield dg.Output(
         backtest,
         output_name="backtest_forecasts",
-        metadata={**frame_metadata(backtest), "windows": settings.n_windows, "lightgbm_training_rows": training_rows, "lightgbm_refit_per_window": refit, "lightgbm_strategies": ", ".join(strategies), "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique())), **fallbacks},
+        metadata={**frame_metadata(backtest), "windows": settings.n_windows, "lightgbm_training_rows": training_rows, "lightgbm_refit_per_window": refit, "lightgbm_models_per_strategy": settings.models_for(training_rows), "lightgbm_strategies": ", ".join(strategies), "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique())), **fallbacks},
     )
     choice = {"strategies": strategies, "backtest_wrmsse": {name: round(score, 6) for name, score in choice_scores.items()}, "scored_on": scored_on, "windows": settings.n_windows}
     ranking = pd.DataFrame({"option": list(choice_scores), "backtest mean WRMSSE": list(choice_scores.values())}).sort_values("backtest mean WRMSSE")
@@ -371,7 +385,9 @@ def model_promotion(
         ineligible = f"the champion v{champion.version} (trained to {pd.Timestamp(champion_model.last_date).date()})"
         champion, champion_model = None, None
     scored = backtest_forecasts[["unique_id", "ds", "cutoff", "y"]].assign(candidate=backtest_forecasts[lgbm.MODEL_NAME])
-    same_configuration = champion_model is not None and (champion_model.params, champion_model.strategies()) == (lightgbm_model.params, lightgbm_model.strategies())
+    same_configuration = champion_model is not None and (champion_model.parameter_sets(), champion_model.strategies()) == (
+        lightgbm_model.parameter_sets(), lightgbm_model.strategies()
+    )
     if champion_model is not None:
         if same_configuration:
             scored["champion"] = scored["candidate"]

@@ -11,7 +11,9 @@
   next) and ``lags_ge_horizon`` (only lags of at least the horizon: every step of the horizon is forecast
   from actuals, nothing compounds). A fitted model holds one member per chosen strategy and forecasts their
   mean; which strategies serve (one alone, or the mean of all) is chosen by the rolling-origin backtest
-  (:func:`choose_strategies`).
+  (:func:`choose_strategies`);
+* each member the mean of LightGBM models with the best Optuna parameters, each with its own seed
+  (:class:`AveragedLGBMRegressor`; ``ForecastSettings.lightgbm_models``, ``ensemble_trials``).
 """
 
 from __future__ import annotations
@@ -119,15 +121,76 @@ def strategy_setup(setup: FeatureSetup, strategy: str) -> FeatureSetup:
     return replace(setup, strategy=strategy, lags=lags, rolling_windows=windows, rolling_lag=h)
 
 
-def make_mlforecast(setup: FeatureSetup, params: dict, seed: int = 0, n_jobs: int = 1):
+class AveragedLGBMRegressor:
+    """LightGBM regressors, the k-th with parameters ``params[k]`` and seed ``seeds[k]``; predicts their mean.
+
+    The global model averages models with the best Optuna parameters this way, each with its own seed (the
+    seed decides the rows and columns each tree is grown on: ``subsample``, ``colsample_bytree``), or with the
+    best few trials' parameters. Models that differ make a mean with less of each one's noise. An sklearn estimator
+    (``get_params``/``set_params``/``fit``/``predict``), as mlforecast clones and fits its models.
+    """
+
+    def __init__(self, params: tuple[dict, ...] = ({},), seeds: tuple[int, ...] = (0,), n_jobs: int = 1):
+        self.params = params
+        self.seeds = seeds
+        self.n_jobs = n_jobs
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"params": self.params, "seeds": self.seeds, "n_jobs": self.n_jobs}
+
+    def set_params(self, **values) -> "AveragedLGBMRegressor":
+        for name, value in values.items():
+            setattr(self, name, value)
+        return self
+
+    def fit(self, X, y, **fit_params) -> "AveragedLGBMRegressor":
+        if not self.params or len(self.params) != len(self.seeds):
+            raise ValueError(f"AveragedLGBMRegressor needs one seed per parameter set, got {len(self.params)} sets and {len(self.seeds)} seeds")
+        self.estimators_ = [lightgbm_regressor(params, seed, self.n_jobs).fit(X, y, **fit_params) for params, seed in zip(self.params, self.seeds)]
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.mean([estimator.predict(X) for estimator in self.estimators_], axis=0)
+
+    @property
+    def feature_name_(self) -> list[str]:
+        return self.estimators_[0].feature_name_
+
+
+def lightgbm_regressor(params: dict, seed: int, n_jobs: int):
     import lightgbm as lgb
+
+    return lgb.LGBMRegressor(**{**DEFAULT_PARAMS, **params}, random_state=seed, n_jobs=n_jobs, verbosity=-1)
+
+
+def boosters(estimator) -> list:
+    """The LightGBM regressors behind a fitted model of an MLForecast: the models of an
+    :class:`AveragedLGBMRegressor`, or the regressor itself."""
+    return list(estimator.estimators_) if isinstance(estimator, AveragedLGBMRegressor) else [estimator]
+
+
+def parameter_sets(params: dict | list[dict] | tuple[dict, ...]) -> list[dict]:
+    """``params`` as a list of LightGBM parameter sets: one dict is one set."""
+    sets = [params] if isinstance(params, dict) else list(params)
+    if not sets:
+        raise ValueError("at least one LightGBM parameter set is needed")
+    return sets
+
+
+def make_mlforecast(setup: FeatureSetup, params: dict | list[dict], seed: int = 0, n_jobs: int = 1):
+    """The MLForecast of ``setup``: one LightGBM model (``params`` a dict, or a list of one), or the mean of
+    one model per parameter set of the list, seeded ``seed``, ``seed + 1``, …"""
     from mlforecast import MLForecast
     from mlforecast.lag_transforms import RollingMean
     from mlforecast.target_transforms import LocalStandardScaler
 
     from forecasting_assets.models.target_transforms import LocalLinearDetrend
 
-    model = lgb.LGBMRegressor(**{**DEFAULT_PARAMS, **params}, random_state=seed, n_jobs=n_jobs, verbosity=-1)
+    sets = parameter_sets(params)
+    if len(sets) == 1:
+        model = lightgbm_regressor(sets[0], seed, n_jobs)
+    else:
+        model = AveragedLGBMRegressor(params=tuple(dict(p) for p in sets), seeds=tuple(seed + k for k in range(len(sets))), n_jobs=n_jobs)
     lag_transforms = {setup.rolling_lag: [RollingMean(window_size=w) for w in setup.rolling_windows]}
     return MLForecast(
         models={MODEL_NAME: model},
@@ -195,7 +258,7 @@ class FittedGlobalModel:
 
     mlf: object
     setup: FeatureSetup
-    params: dict
+    params: dict | list  # the LightGBM parameters, or one set per averaged model (parameter_sets)
     last_date: pd.Timestamp
     registered_name: str = ""  # MLflow registered model and version, once registered
     registered_version: str = ""
@@ -208,6 +271,10 @@ class FittedGlobalModel:
 
     def strategies(self) -> list[str]:
         return [setup.strategy for setup, _ in self.members()]
+
+    def parameter_sets(self) -> list[dict]:
+        """The parameters of the LightGBM models each member averages (one set: one model)."""
+        return parameter_sets(self.params)
 
     def trained_past(self, history: pd.DataFrame) -> bool:
         """Whether the model saw days after the end of ``history`` (it would leak them into a forecast)."""
@@ -252,9 +319,15 @@ def member_setups(setup: FeatureSetup, strategies: list[str] | tuple[str, ...] |
 
 
 def fit_global_model(
-    frame: pd.DataFrame, setup: FeatureSetup, params: dict, seed: int = 0, n_jobs: int = 1, strategies: list[str] | None = None
+    frame: pd.DataFrame,
+    setup: FeatureSetup,
+    params: dict | list[dict],
+    seed: int = 0,
+    n_jobs: int = 1,
+    strategies: list[str] | None = None,
 ) -> FittedGlobalModel:
-    """Fit one member per strategy (default: ``setup``'s own) with the same parameters."""
+    """Fit one member per strategy (default: ``setup``'s own) with the same parameters: one LightGBM model,
+    or (a list of parameter sets) the mean of one model per set, seeded ``seed``, ``seed + 1``, …"""
     members = []
     for member_setup in member_setups(setup, strategies):
         mlf = make_mlforecast(member_setup, params, seed=seed, n_jobs=n_jobs)
@@ -328,7 +401,7 @@ def predict_global_model(
 def backtest_global_model(
     frame: pd.DataFrame,
     setup: FeatureSetup,
-    params: dict,
+    params: dict | list[dict],
     horizon: int,
     n_windows: int,
     seed: int = 0,
@@ -340,9 +413,9 @@ def backtest_global_model(
     """Rolling-origin backtest: unique_id, ds, cutoff, y, LightGBM (the mean of the strategies' forecasts;
     ``keep_members``: plus one column ``LightGBM[<strategy>]`` per strategy).
 
-    ``refit``: the model is refit on the data before each window; False fits it once, before the first
-    window, and forecasts every window with it (on the actuals up to each cutoff): ``n_windows`` times
-    cheaper, and a little pessimistic for the later windows (their model is older).
+    ``params``: one parameter set, or a list of them averaged as in :func:`fit_global_model`. ``refit``: the model is refit on the data before each window; False fits it
+    once, before the first window, and forecasts every window with it (on the actuals up to each cutoff):
+    ``n_windows`` times cheaper, and a little pessimistic for the later windows (their model is older).
     """
     backtest = None
     setups = member_setups(setup, strategies)

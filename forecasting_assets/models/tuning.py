@@ -3,7 +3,8 @@
 The study lives in SQLite under ``data/`` (``optuna.db``) and is loaded if it exists, so each run adds
 trials to the previous ones instead of starting over. The objective is the mean RMSSE over series and
 windows (utilsforecast), on data that ends before the backtest windows, so the backtest that compares
-models stays out of sample.
+models stays out of sample. The global model averages several models with the best trial's parameters and
+other seeds, or with the best few trials' parameters (:func:`ensemble_params`).
 """
 
 from __future__ import annotations
@@ -89,12 +90,16 @@ def tune(
     )
     complete = [t for t in study.trials if t.value is not None]
     best = study.best_trial
+    ranked = best_distinct_trials(complete, TOP_TRIALS)
     return {
         "study_name": study_name,
         "storage": storage_url,
         "best_params": dict(best.params),
         "best_value": float(best.value),
         "best_trial": int(best.number),
+        "top_params": [dict(t.params) for t in ranked],
+        "top_values": [float(t.value) for t in ranked],
+        "top_trials": [int(t.number) for t in ranked],
         "n_trials_total": len(study.trials),
         "n_trials_complete": len(complete),
         "n_trials_this_run": len(study.trials) - trials_before,
@@ -102,6 +107,30 @@ def tune(
         "cv_windows": n_windows,
         "objective": "mean RMSSE over series and windows",
     }
+
+
+TOP_TRIALS = 10  # the best trials' parameters kept in the summary, for the models the global model averages
+
+
+def best_distinct_trials(trials: list, n: int) -> list:
+    """The ``n`` complete trials with the lowest values, best first, one per distinct parameter set."""
+    ranked, seen = [], []
+    for trial in sorted(trials, key=lambda t: (t.value, t.number)):
+        if trial.params not in seen:
+            seen.append(trial.params)
+            ranked.append(trial)
+    return ranked[:n]
+
+
+def ensemble_params(tuning: dict, n_models: int, n_trials: int = 1) -> list[dict]:
+    """The parameter sets of the ``n_models`` LightGBM models the global model averages: the best
+    ``n_trials`` distinct trials' parameters (``top_params`` of :func:`tune`'s summary), in turn, best first.
+    With one trial (the default), every model has the best parameters and the models differ by their seed
+    only. A summary from before ``top_params``: the best trial's."""
+    if n_models < 1 or n_trials < 1:
+        raise ValueError(f"n_models and n_trials must be at least 1, got {n_models} and {n_trials}")
+    top = list(tuning.get("top_params") or [tuning["best_params"]])[:n_trials]
+    return [top[k % len(top)] for k in range(n_models)]
 
 
 def _defaults_as_trial() -> dict:
