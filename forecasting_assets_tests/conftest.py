@@ -19,6 +19,14 @@ def _project_home_is_temporary(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FORECASTING_ASSETS_HOME", str(home))
 
 
+@pytest.fixture(autouse=True)
+def _one_lightgbm_model_where_built_from_the_environment(monkeypatch):
+    """Runs configured from the environment (build_resources: the daemon, code servers, subprocesses) fit one
+    LightGBM model per strategy instead of the default three: a third of the fitting, for test time. The
+    default, three, runs in ``tiny_project``; the averaged model itself is tested in test_models.py."""
+    monkeypatch.setenv("FORECASTING_LIGHTGBM_MODELS", "1")
+
+
 @pytest.fixture(scope="session")
 def m5_folder() -> Path:
     folder = shared_m5_folder()
@@ -53,7 +61,7 @@ def tiny_project(tmp_path_factory):
         defs = build_definitions(
             {
                 "source": SalesSource(folder=str(source), landing_folder=str(home / "data" / "landing")),
-                "settings": ForecastSettings(train_end=train_end, n_jobs=1),
+                "settings": ForecastSettings(train_end=train_end, n_jobs=1),  # three LightGBM models per strategy (the default)
             }
         )
         instance = dg.DagsterInstance.ephemeral(tempdir=str(home / "dagster_home"))

@@ -149,7 +149,7 @@ from forecasting_assets.definitions import build_definitions
 from forecasting_assets.resources import ForecastSettings, SalesSource
 
 source = SalesSource(folder=str(HOME / "data" / "demo"), landing_folder=str(HOME / "data" / "landing"))
-job = build_definitions({"source": source, "settings": ForecastSettings(n_jobs=1)}).resolve_implicit_global_asset_job_def()
+job = build_definitions({"source": source, "settings": ForecastSettings(n_jobs=1, lightgbm_models=1)}).resolve_implicit_global_asset_job_def()
 instance = dg.DagsterInstance.get()
 report = {"runs": [], "requested": []}
 
@@ -674,7 +674,7 @@ def test_rematerializing_a_landing_batch_is_idempotent_and_a_quiet_tick_decides_
 
     monkeypatch.setenv("FORECASTING_ASSETS_HOME", str(project))
     source = SalesSource(folder=str(project / "data" / "demo"), landing_folder=str(project / "data" / "landing"))
-    job = build_definitions({"source": source, "settings": ForecastSettings(n_jobs=1)}).resolve_implicit_global_asset_job_def()
+    job = build_definitions({"source": source, "settings": ForecastSettings(n_jobs=1, lightgbm_models=1)}).resolve_implicit_global_asset_job_def()
     outputs = project / "data" / "outputs"
     base_rows = len(pd.read_parquet(outputs / "raw_sales.parquet"))
     fragment_rows = len(pd.read_csv(_drop_fragment(project, 1)))
@@ -732,7 +732,7 @@ def test_rematerializing_final_forecasts_overwrites_its_origin_in_the_forecast_h
 
     monkeypatch.setenv("FORECASTING_ASSETS_HOME", str(project))
     source = SalesSource(folder=str(project / "data" / "demo"), landing_folder=str(project / "data" / "landing"))
-    job = build_definitions({"source": source, "settings": ForecastSettings(n_jobs=1)}).resolve_implicit_global_asset_job_def()
+    job = build_definitions({"source": source, "settings": ForecastSettings(n_jobs=1, lightgbm_models=1)}).resolve_implicit_global_asset_job_def()
     outputs = project / "data" / "outputs"
     instance = dg.DagsterInstance.ephemeral(tempdir=str(project / "dagster_ephemeral"))
     snapshots = []

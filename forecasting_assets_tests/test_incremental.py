@@ -100,7 +100,7 @@ class Project:
         self.home, self.dg, self.landing = home, dg, landing
         os.environ["FORECASTING_ASSETS_HOME"] = str(home)
         self.resources = {"source": SalesSource(folder=str(source), landing_folder=str(landing))}
-        defs = build_definitions({**self.resources, "settings": ForecastSettings(n_jobs=1, incremental_min_rows=min_rows)})
+        defs = build_definitions({**self.resources, "settings": ForecastSettings(n_jobs=1, incremental_min_rows=min_rows, lightgbm_models=1)})
         self.job = defs.resolve_implicit_global_asset_job_def()
         self.instance = dg.DagsterInstance.ephemeral(tempdir=str(home / "dagster_home"))
         self.cursor = None

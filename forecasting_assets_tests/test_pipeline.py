@@ -104,8 +104,18 @@ def test_shap_values_explain_every_feature_of_the_forecasts(tiny_project):
     importance = _table(tiny_project, "shap_global_importance")
     assert set(shap_values["feature"]) == set(importance["feature"])
     assert shap_values.groupby(["unique_id", "ds"]).size().nunique() == 1
-    # one explained row per forecast, whatever the number of strategies (members) whose feature rows are stored
-    assert len(shap_values[["unique_id", "ds"]].drop_duplicates()) == len(features[["unique_id", "ds"]].drop_duplicates())
+    # one explained row per forecast, whatever the number of strategies (members) whose feature rows are stored;
+    # whole series, as many as fit the budget of 5,000 rows divided among the 3 LightGBM models of a member
+    from forecasting_assets.explain.assets import ShapConfig
+    from forecasting_assets.explain.shap_values import sample_series
+    from forecasting_assets.resources import ForecastSettings
+
+    explained = shap_values[["unique_id", "ds"]].drop_duplicates()
+    forecasts = features[["unique_id", "ds"]].drop_duplicates()
+    assert ForecastSettings().lightgbm_models == 3 and len(forecasts) > ShapConfig().max_rows // 3  # the budget is in play
+    sample, _ = sample_series(features, ShapConfig().max_rows // 3)
+    assert set(map(tuple, explained.to_numpy())) == set(map(tuple, sample[["unique_id", "ds"]].drop_duplicates().to_numpy()))
+    assert len(explained) <= ShapConfig().max_rows // 3 and explained.groupby("unique_id").size().nunique() == 1
     assert (tiny_project["home"] / "data" / "outputs" / "plots" / "shap_summary.png").stat().st_size > 1000
 
 
