@@ -2,9 +2,10 @@
 
 The model predicts each series' target divided by its linear trend and standardized by its mean and
 standard deviation, so raw SHAP values are in standard deviations. A model of several members
-(strategies, each the mean of its seeds' models) forecasts their mean; its SHAP values are the mean of the
-models' (SHAP values add up over models). Multiplying by the series' standard deviation and its trend on
-that day turns them into units of sales, exactly: ``forecast = trend * (mean + std * (base_value + Σ shap))``. Both are stored.
+(strategies, each the mean of its LightGBM models) forecasts their mean; its SHAP values are the mean of
+the models' (SHAP values add up over models). Multiplying by the series' standard deviation and its trend
+on that day turns them into units of sales, exactly:
+``forecast = trend * (mean + std * (base_value + Σ shap))``. Both are stored.
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
 
     ``model`` is a ``FittedGlobalModel``; ``features`` the rows its members saw at forecast time (a
     ``strategy`` column names the member; without it every row is the first member's). The model forecasts
-    the mean of its M members, each the mean of its S seeds' LightGBM models, and SHAP values are additive
-    over models: each feature's value is the sum of the M × S models' SHAP values divided by M × S (0 for a
-    member without that feature), the base value the mean of their base values. So ``forecast = mean + std * (base_value + Σ shap)`` holds for the
-    ensemble too (before the clip at zero).
+    the mean of its M members, each the mean of its S LightGBM models, and SHAP values are additive over
+    models: each feature's value is the sum of the M × S models' SHAP values divided by M × S (0 for a
+    member without that feature), the base value the mean of their base values. So
+    ``forecast = mean + std * (base_value + Σ shap)`` holds for the ensemble too (before the clip at zero).
     """
     import shap
 
@@ -66,11 +67,11 @@ def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
         rows = primary if "strategy" not in features.columns else features[features["strategy"] == setup.strategy]
         matrix = rows.set_index(list(ID_COLUMNS)).reindex(keys)[member_names]  # the primary's row order
         columns = [names.index(name) for name in member_names]
-        seeds = boosters(estimator)  # a member averages its seeds' models: so do their SHAP values
-        for booster in seeds:
+        models = boosters(estimator)  # a member averages its models: so do their SHAP values
+        for booster in models:
             explainer = shap.TreeExplainer(booster)
-            values[:, columns] += np.asarray(explainer.shap_values(matrix)) / (len(members) * len(seeds))
-            base_value += float(np.ravel(explainer.expected_value)[0]) / (len(members) * len(seeds))
+            values[:, columns] += np.asarray(explainer.shap_values(matrix)) / (len(members) * len(models))
+            base_value += float(np.ravel(explainer.expected_value)[0]) / (len(members) * len(models))
         unseen = np.isnan(seen[:, columns]).all(axis=0)  # a feature's value, from the first member that has it
         seen[:, np.asarray(columns)[unseen]] = matrix.to_numpy(dtype=np.float64)[:, unseen]
 

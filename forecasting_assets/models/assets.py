@@ -224,8 +224,8 @@ def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, str
     mlflow.log_metrics({f"strategy_backtest_wrmsse_{name.replace('+', '_and_')}": score for name, score in strategy["backtest_wrmsse"].items() if score == score})
     mlflow.log_dict(tuning, "optuna_best_trial.json")
     mlflow.log_dict({"parameter_sets": parameter_sets, "seeds": [seed + k for k in range(len(parameter_sets))]}, "lightgbm_models.json")
-    # the first strategy's first seed, for LightGBM's own tools; the model that serves (every strategy and
-    # seed) is the registered pyfunc "global_model"
+    # the first strategy's first model, for LightGBM's own tools; the model that serves (every strategy and
+    # model) is the registered pyfunc "global_model"
     mlflow_lightgbm.log_model(
         lgbm.boosters(model.mlf.models_[lgbm.MODEL_NAME])[0],
         name="lightgbm_model",

@@ -125,9 +125,9 @@ class AveragedLGBMRegressor:
     """LightGBM regressors, the k-th with parameters ``params[k]`` and seed ``seeds[k]``; predicts their mean.
 
     The global model averages models with the best Optuna parameters this way, each with its own seed (the
-    seed decides the rows and columns each tree is grown on: ``subsample``, ``colsample_bytree``), or with the
-    best few trials' parameters. Models that differ make a mean with less of each one's noise. An sklearn estimator
-    (``get_params``/``set_params``/``fit``/``predict``), as mlforecast clones and fits its models.
+    seed decides the rows and columns each tree is grown on: ``subsample``, ``colsample_bytree``), or with
+    the best few trials' parameters. Models that differ make a mean with less of each one's noise. An
+    sklearn estimator (``get_params``/``set_params``/``fit``/``predict``), as mlforecast clones and fits it.
     """
 
     def __init__(self, params: tuple[dict, ...] = ({},), seeds: tuple[int, ...] = (0,), n_jobs: int = 1):
