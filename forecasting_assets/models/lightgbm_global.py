@@ -135,6 +135,8 @@ class AveragedLGBMRegressor:
         self.seeds = seeds
         self.n_jobs = n_jobs
 
+    # get_params/set_params by hand rather than from sklearn's BaseEstimator: this module loads with the code
+    # location, which does not import scikit-learn (and scipy) otherwise
     def get_params(self, deep: bool = True) -> dict:
         return {"params": self.params, "seeds": self.seeds, "n_jobs": self.n_jobs}
 
@@ -413,9 +415,10 @@ def backtest_global_model(
     """Rolling-origin backtest: unique_id, ds, cutoff, y, LightGBM (the mean of the strategies' forecasts;
     ``keep_members``: plus one column ``LightGBM[<strategy>]`` per strategy).
 
-    ``params``: one parameter set, or a list of them averaged as in :func:`fit_global_model`. ``refit``: the model is refit on the data before each window; False fits it
-    once, before the first window, and forecasts every window with it (on the actuals up to each cutoff):
-    ``n_windows`` times cheaper, and a little pessimistic for the later windows (their model is older).
+    ``params``: one parameter set, or a list of them averaged as in :func:`fit_global_model`.
+    ``refit``: the model is refit on the data before each window; False fits it once, before the first
+    window, and forecasts every window with it (on the actuals up to each cutoff): ``n_windows`` times
+    cheaper, and a little pessimistic for the later windows (their model is older).
     """
     backtest = None
     setups = member_setups(setup, strategies)
