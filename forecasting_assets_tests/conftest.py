@@ -9,6 +9,8 @@ import pytest
 from forecasting_assets.paths import shared_m5_folder
 
 TINY_HORIZON = 28
+TINY_LIGHTGBM_MODELS = 2  # averaged per strategy (the default is 3; one would leave the averaging untested end to end)
+TINY_SHAP_ROWS = 2_000  # SHAP's budget of explained forecasts, divided among the models: under the tiny project's 2,100
 
 
 @pytest.fixture(autouse=True)
@@ -22,8 +24,9 @@ def _project_home_is_temporary(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def _one_lightgbm_model_where_built_from_the_environment(monkeypatch):
     """Runs configured from the environment (build_resources: the daemon, code servers, subprocesses) fit one
-    LightGBM model per strategy instead of the default three: a third of the fitting, for test time. The
-    default, three, runs in ``tiny_project``; the averaged model itself is tested in test_models.py."""
+    LightGBM model per strategy instead of the default three: a third of the fitting, for test time.
+    ``tiny_project`` averages two (every averaged-model path of the graph, at two thirds of the default's
+    fitting); the averaged model itself is tested in test_models.py."""
     monkeypatch.setenv("FORECASTING_LIGHTGBM_MODELS", "1")
 
 
@@ -61,12 +64,14 @@ def tiny_project(tmp_path_factory):
         defs = build_definitions(
             {
                 "source": SalesSource(folder=str(source), landing_folder=str(home / "data" / "landing")),
-                "settings": ForecastSettings(train_end=train_end, n_jobs=1),  # three LightGBM models per strategy (the default)
+                "settings": ForecastSettings(train_end=train_end, n_jobs=1, lightgbm_models=TINY_LIGHTGBM_MODELS),
             }
         )
         instance = dg.DagsterInstance.ephemeral(tempdir=str(home / "dagster_home"))
-        result = run_job(defs, "full_pipeline_job", instance, {"ops": {"lightgbm_tuning": {"config": {"n_trials": 2, "timeout_s": 60}}}})
-        yield {"home": home, "defs": defs, "instance": instance, "result": result, "train_end": train_end, "source": source}
+        ops = {"lightgbm_tuning": {"config": {"n_trials": 2, "timeout_s": 60}}, "shap_values": {"config": {"max_rows": TINY_SHAP_ROWS}}}
+        result = run_job(defs, "full_pipeline_job", instance, {"ops": ops})
+        yield {"home": home, "defs": defs, "instance": instance, "result": result, "train_end": train_end, "source": source,
+               "lightgbm_models": TINY_LIGHTGBM_MODELS, "shap_rows": TINY_SHAP_ROWS}
         instance.dispose()
     finally:
         if previous is None:

@@ -105,17 +105,16 @@ def test_shap_values_explain_every_feature_of_the_forecasts(tiny_project):
     assert set(shap_values["feature"]) == set(importance["feature"])
     assert shap_values.groupby(["unique_id", "ds"]).size().nunique() == 1
     # one explained row per forecast, whatever the number of strategies (members) whose feature rows are stored;
-    # whole series, as many as fit the budget of 5,000 rows divided among the 3 LightGBM models of a member
-    from forecasting_assets.explain.assets import ShapConfig
+    # whole series, as many as fit the budget of the run's max_rows divided among the LightGBM models of a member
     from forecasting_assets.explain.shap_values import sample_series
-    from forecasting_assets.resources import ForecastSettings
 
     explained = shap_values[["unique_id", "ds"]].drop_duplicates()
     forecasts = features[["unique_id", "ds"]].drop_duplicates()
-    assert ForecastSettings().lightgbm_models == 3 and len(forecasts) > ShapConfig().max_rows // 3  # the budget is in play
-    sample, _ = sample_series(features, ShapConfig().max_rows // 3)
+    budget = tiny_project["shap_rows"] // tiny_project["lightgbm_models"]
+    assert len(forecasts) > budget  # the budget is in play
+    sample, _ = sample_series(features, budget)
     assert set(map(tuple, explained.to_numpy())) == set(map(tuple, sample[["unique_id", "ds"]].drop_duplicates().to_numpy()))
-    assert len(explained) <= ShapConfig().max_rows // 3 and explained.groupby("unique_id").size().nunique() == 1
+    assert len(explained) <= budget and explained.groupby("unique_id").size().nunique() == 1
     assert (tiny_project["home"] / "data" / "outputs" / "plots" / "shap_summary.png").stat().st_size > 1000
 
 
@@ -140,6 +139,10 @@ def test_mlflow_run_has_params_metrics_model_and_finished(tiny_project):
     assert run.data.tags["dagster_run_id"] == tiny_project["result"].run_id
     logged = client.search_logged_models(experiment_ids=[experiment.experiment_id])
     assert {"lightgbm_model", "global_model"} <= {m.name for m in logged}  # the booster, and the registered pyfunc
+    # the averaged models: their number, and each one's parameters and seed
+    assert run.data.params["lightgbm_models_per_strategy"] == str(tiny_project["lightgbm_models"])
+    models = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/lightgbm_models.json")
+    assert models["seeds"] == list(range(tiny_project["lightgbm_models"])) and len(models["parameter_sets"]) == tiny_project["lightgbm_models"]
 
 
 def test_optuna_study_is_persisted_and_resumed(tiny_project):
