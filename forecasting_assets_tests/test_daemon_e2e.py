@@ -129,7 +129,7 @@ def served(tmp_path_factory):
         "FORECASTING_SENSOR_INTERVAL_SECONDS": "5",
         "FORECASTING_LANDING_SETTLE_SECONDS": "1",
         "FORECASTING_RETRAIN_TRIALS": "1",
-        "FORECASTING_LIGHTGBM_MODELS": "1",  # one model per strategy, for test time (three: tiny_project)
+        "FORECASTING_LIGHTGBM_MODELS": "1",  # one model per strategy, for test time (two: tiny_project)
         "FORECASTING_APPROVAL_DRIFT_THRESHOLD": "1.01",  # the test wants an automatic decision
         "FORECASTING_ERROR_THRESHOLD": "1000",  # only the injected drift may launch the retrain
         "FORECASTING_WEBHOOK_URL": f"http://127.0.0.1:{receiver.server_port}/hook",
