@@ -71,7 +71,7 @@ def tiny_project(tmp_path_factory):
         ops = {"lightgbm_tuning": {"config": {"n_trials": 2, "timeout_s": 60}}, "shap_values": {"config": {"max_rows": TINY_SHAP_ROWS}}}
         result = run_job(defs, "full_pipeline_job", instance, {"ops": ops})
         yield {"home": home, "defs": defs, "instance": instance, "result": result, "train_end": train_end, "source": source,
-               "lightgbm_models": TINY_LIGHTGBM_MODELS, "shap_rows": TINY_SHAP_ROWS}
+               "lightgbm_models": TINY_LIGHTGBM_MODELS, "shap_rows": TINY_SHAP_ROWS, "ops_config": ops}
         instance.dispose()
     finally:
         if previous is None:

@@ -153,6 +153,14 @@ def test_sample_series_keeps_whole_series(explained: dict) -> None:
     assert (sample.groupby("unique_id").size() == HORIZON * members).all()  # all horizon steps (of every member) of a kept series
 
 
+def test_sample_series_does_not_depend_on_the_row_order(explained: dict) -> None:
+    features = explained["features"]
+    shuffled = features.sample(frac=1.0, random_state=3)
+    assert shuffled["unique_id"].drop_duplicates().tolist() != features["unique_id"].drop_duplicates().tolist()
+    kept = lambda frame: set(sample_series(frame, max_rows=2 * HORIZON)[0]["unique_id"])  # noqa: E731
+    assert kept(shuffled) == kept(features)
+
+
 def test_sample_series_always_keeps_the_top_level_series(explained: dict) -> None:
     features = explained["features"]
     assert features["unique_id"].iloc[0] != TOTAL_ID  # how the model orders the rows

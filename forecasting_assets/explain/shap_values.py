@@ -25,9 +25,10 @@ def sample_series(features: pd.DataFrame, max_rows: int, seed: int = 0) -> tuple
     """A uniform random sample of whole series (all horizon steps) within ``max_rows`` explained forecasts
     (each forecast has a feature row per member of the model).
 
-    The grand total (``Total``) is always among them when present.
+    The grand total (``Total``) is always among them when present. The sample depends on the set of series
+    and the seed only, never on the rows' order (a table read back from the warehouse may be ordered otherwise).
     """
-    ids = features["unique_id"].drop_duplicates().to_numpy()
+    ids = np.sort(features["unique_id"].drop_duplicates().to_numpy())
     forecasts = features["ds"].nunique() * len(ids) if "strategy" in features.columns else len(features)  # one per member
     rows_per_series = max(1, forecasts // max(1, len(ids)))
     n_keep = max(1, max_rows // rows_per_series)
