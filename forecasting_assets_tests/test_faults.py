@@ -778,13 +778,14 @@ def test_rerunning_the_forecasting_assets_on_stored_inputs_is_idempotent(tiny_pr
     assert {"base_forecasts", "reconciled_forecasts", "final_forecasts", "forecast_metrics", "shap_values"} <= set(before)
 
     job = tiny_project["defs"].resolve_implicit_global_asset_job_def()
-    # the first run's config of the re-run assets (SHAP's budget): other config would rightly give other tables, and
-    # the tables stay as the first run left them for the tests that read them after this one
-    ops = {name: config for name, config in tiny_project["ops_config"].items() if name in RERUN_FROM_STORED_INPUTS}
-    assert ops, "the tiny project configures a re-run asset (shap_values), so the re-run must pass that config"
+    from forecasting_assets_tests.conftest import tiny_run_config
+
+    # the first run's config of the re-run assets (SHAP's budget): other config would rightly give other tables
+    run_config = tiny_run_config(tiny_project, RERUN_FROM_STORED_INPUTS)
+    assert run_config["ops"], "the tiny project configures a re-run asset (shap_values), so the re-run must pass it"
     result = job.execute_in_process(
         instance=tiny_project["instance"], asset_selection=[dg.AssetKey(name) for name in RERUN_FROM_STORED_INPUTS],
-        run_config={"ops": ops},
+        run_config=run_config,
     )
     assert result.success
     for name, table in before.items():

@@ -143,14 +143,15 @@ def test_nightly_refresh_serves_the_champion_without_refitting(tiny_project, mon
     # its input in place would fail here
     monkeypatch.setenv("FORECASTING_IO_CACHE_MIN_ROWS", "0")
     from forecasting_assets.storage.io_manager import FRAME_CACHE
-    from forecasting_assets_tests.conftest import run_job
+    from forecasting_assets_tests.conftest import run_job, tiny_run_config
 
     client = _registry(tiny_project["home"])
     versions_before = len(client.search_model_versions("name='lightgbm_demo'"))
     champion = client.get_model_version_by_alias("lightgbm_demo", "champion")
     served_before = pd.read_parquet(tiny_project["home"] / "data" / "outputs" / "final_forecasts.parquet")
     try:
-        result = run_job(tiny_project["defs"], "refresh_forecasts_job", tiny_project["instance"])
+        job_assets = [key.to_user_string() for key in tiny_project["defs"].resolve_job_def("refresh_forecasts_job").asset_layer.executable_asset_keys]
+        result = run_job(tiny_project["defs"], "refresh_forecasts_job", tiny_project["instance"], tiny_run_config(tiny_project, job_assets))
         assert FRAME_CACHE.entries  # the history was served from the cache to the later steps
     finally:
         FRAME_CACHE.entries.clear()
