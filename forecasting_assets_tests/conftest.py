@@ -41,7 +41,8 @@ def m5_folder() -> Path:
 def tiny_run_config(project: dict, asset_names) -> dict:
     """The tiny project's own op config (SHAP's budget, ...) for a later run of some of its assets. Every run on the
     shared project passes it, so the tables stay what the tests that read them afterwards expect."""
-    return {"ops": {name: config for name, config in project["ops_config"].items() if name in set(asset_names)}}
+    wanted = set(asset_names)
+    return {"ops": {name: config for name, config in project["ops_config"].items() if name in wanted}}
 
 
 def run_job(defs, job_name: str, instance, run_config: dict | None = None, tags: dict | None = None):
