@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny demo project materialized once, in a temporary project home."""
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -38,7 +39,7 @@ def m5_folder() -> Path:
     return folder
 
 
-def tiny_run_config(project: dict, asset_names) -> dict:
+def tiny_run_config(project: dict, asset_names: Iterable[str]) -> dict:
     """The tiny project's own op config (SHAP's budget, ...) for a later run of some of its assets. Every run on the
     shared project passes it, so the tables stay what the tests that read them afterwards expect."""
     wanted = set(asset_names)
