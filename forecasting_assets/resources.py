@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import field_validator
 
+from forecasting_assets.models.lightgbm_global import BOTTOM_PARTITION, PARTITIONS
 from forecasting_assets.paths import data_dir, default_demo_folder, landing_dir, project_home
 from forecasting_assets.spec import SourceSpec
 
@@ -48,6 +49,9 @@ class ForecastSettings(dg.ConfigurableResource):
     # longest steps of a run that is already near its 30-minute budget. 1: one model, a third of the time.
     # The models take the parameters of the ensemble_trials best Optuna trials in turn (default: the best)
     lightgbm_models: int = 3
+    # one global model over every series ("none"), or one on the bottom level's series and one on the
+    # aggregated levels' ("bottom": on the M5 backtest windows the better of the two, see README "Accuracy")
+    lightgbm_partition: str = BOTTOM_PARTITION
     ensemble_trials: int = 1
     ensemble_max_rows: int = 3_000_000
     # cost budgets for large hierarchies (see README "Scale"): per-series AutoETS on at most this many
@@ -80,6 +84,13 @@ class ForecastSettings(dg.ConfigurableResource):
         # the reconciliation on one window (or none)
         if value < 3:
             raise ValueError(f"n_windows (FORECASTING_BACKTEST_WINDOWS, make run WINDOWS=) is {value}: it must be at least 3")
+        return value
+
+    @field_validator("lightgbm_partition")
+    @classmethod
+    def _known_partition(cls, value: str) -> str:
+        if value not in PARTITIONS:
+            raise ValueError(f"lightgbm_partition (FORECASTING_LIGHTGBM_PARTITION) is {value!r}: choose from {', '.join(PARTITIONS)}")
         return value
 
     @field_validator("lightgbm_models", "ensemble_trials")

@@ -59,7 +59,7 @@ def explained(request) -> dict:
 def test_explain_long_table_shape(explained: dict) -> None:
     shap_long, features = explained["shap"], explained["features"]
     names = {name for _, mlf in explained["model"].members() for name in mlf.models_[lgbm.MODEL_NAME].feature_name_}
-    assert list(shap_long.columns) == ["unique_id", "ds", "feature", "feature_value", "shap_value", "shap_units"]
+    assert list(shap_long.columns) == ["unique_id", "ds", "feature", "feature_value", "shap_value", "shap_units", "base_value"]
     assert set(features["strategy"]) == set(explained["model"].strategies())  # each member's rows are stored
     forecast_rows = features[["unique_id", "ds"]].drop_duplicates()
     assert len(shap_long) == len(forecast_rows) * len(names)

@@ -15,7 +15,7 @@ from forecasting_assets.explain.shap_values import (
     waterfall_plot_png,
 )
 from forecasting_assets.metadata import frame_metadata, png_markdown
-from forecasting_assets.models.lightgbm_global import MODEL_NAME, FittedGlobalModel, boosters
+from forecasting_assets.models.lightgbm_global import MODEL_NAME, GlobalModel, boosters
 from forecasting_assets.paths import outputs_dir
 from forecasting_assets.spec import TOTAL_ID
 from forecasting_assets.storage.files import write_bytes
@@ -32,7 +32,7 @@ class ShapConfig(dg.Config):
 
 @dg.multi_asset(
     outs={
-        "shap_values": dg.AssetOut(description="SHAP value of every feature for every explained forecast (shap_value in std units of the series, shap_units in sales units).", group_name="explain"),
+        "shap_values": dg.AssetOut(description="SHAP value of every feature for every explained forecast (shap_value in std units of the series, shap_units in sales units; base_value: the expected value of the model that made the forecast).", group_name="explain"),
         "shap_global_importance": dg.AssetOut(description="Mean |SHAP| per feature over all explained forecasts, ranked.", group_name="explain"),
         "shap_top_drivers": dg.AssetOut(description="Each series' top drivers over the horizon (mean |SHAP| in sales units).", group_name="explain"),
     },
@@ -40,7 +40,7 @@ class ShapConfig(dg.Config):
 def shap_values(
     context: dg.AssetExecutionContext,
     config: ShapConfig,
-    champion_model: FittedGlobalModel,
+    champion_model: GlobalModel,
     forecast_features: pd.DataFrame,
     base_forecasts: pd.DataFrame,
     mlflow: dg.ResourceParam[Any],

@@ -5,7 +5,8 @@ standard deviation, so raw SHAP values are in standard deviations. A model of se
 (strategies, each the mean of its LightGBM models) forecasts their mean; its SHAP values are the mean of
 the models' (SHAP values add up over models). Multiplying by the series' standard deviation and its trend
 on that day turns them into units of sales, exactly:
-``forecast = trend * (mean + std * (base_value + Σ shap))``. Both are stored.
+``forecast = trend * (mean + std * (base_value + Σ shap))``. Both are stored, with the base value of the
+model that made each forecast (a partitioned model has one per part: ``PartitionedGlobalModel``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from forecasting_assets.models.lightgbm_global import MODEL_NAME, boosters
+from forecasting_assets.models.lightgbm_global import MODEL_NAME, PartitionedGlobalModel, boosters
 from forecasting_assets.spec import TOTAL_ID
 
 ID_COLUMNS = ("unique_id", "ds")
@@ -42,15 +43,26 @@ def sample_series(features: pd.DataFrame, max_rows: int, seed: int = 0) -> tuple
 
 
 def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    """Long SHAP table: unique_id, ds, feature, feature_value, shap_value, shap_units; and the base value.
+    """Long SHAP table: unique_id, ds, feature, feature_value, shap_value, shap_units, base_value; and the
+    base value (a partitioned model: the mean of its parts' over the explained rows; the table has each
+    row's own, and each part's rows are explained with that part's models, as they were forecast).
 
-    ``model`` is a ``FittedGlobalModel``; ``features`` the rows its members saw at forecast time (a
+    ``model`` is a ``FittedGlobalModel`` or a ``PartitionedGlobalModel``; ``features`` the rows its members saw at forecast time (a
     ``strategy`` column names the member; without it every row is the first member's). The model forecasts
     the mean of its M members, each the mean of its S LightGBM models, and SHAP values are additive over
     models: each feature's value is the sum of the M × S models' SHAP values divided by M × S (0 for a
     member without that feature), the base value the mean of their base values. So
     ``forecast = mean + std * (base_value + Σ shap)`` holds for the ensemble too (before the clip at zero).
     """
+    if isinstance(model, PartitionedGlobalModel):
+        tables = []
+        for part, ids in zip(model.parts, model.part_ids()):
+            rows = features[features["unique_id"].isin(ids)]
+            if len(rows):
+                tables.append(explain(part, rows)[0])
+        long = pd.concat(tables, ignore_index=True)
+        return long, float(long["base_value"].mean())
+
     import shap
 
     members = model.members()
@@ -88,6 +100,7 @@ def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
         }
     )
     long["shap_units"] = long["shap_value"] * np.repeat(std, n_features)
+    long["base_value"] = base_value
     return long, base_value
 
 

@@ -155,7 +155,8 @@ def lightgbm_tuning(
 @dg.asset(
     group_name="models",
     description=(
-        "The candidate global LightGBM (mlforecast) fitted on every series: per strategy, the mean of "
+        "The candidate global LightGBM (mlforecast): by default (ForecastSettings.lightgbm_partition 'bottom') "
+        "one model fitted on the bottom level's series and one on the aggregated levels' series; per strategy, the mean of "
         "ForecastSettings.lightgbm_models (3) models with the best Optuna parameters and their own seeds; "
         "logged to MLflow and registered as a new version of lightgbm_<source> (it serves only once promoted)."
     ),
@@ -173,14 +174,16 @@ def lightgbm_model(
     settings: ForecastSettings,
     source: SalesSource,
     mlflow: dg.ResourceParam[Any],
-) -> lgbm.FittedGlobalModel:
+) -> lgbm.GlobalModel:
     from forecasting_assets.models import registry
 
     spec = SourceSpec.from_dict(source_spec)
     train = settings.training_part(hierarchical_series)
     frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
     params = settings.model_parameters(lightgbm_tuning, len(frame))
-    model = lgbm.fit_global_model(frame, setup, params, seed=settings.seed, n_jobs=settings.n_jobs, strategies=lightgbm_strategy["strategies"])
+    model = lgbm.fit_global_model(
+        frame, setup, params, seed=settings.seed, n_jobs=settings.n_jobs, strategies=lightgbm_strategy["strategies"], partition=settings.lightgbm_partition
+    )
     run_id = log_model_to_mlflow(mlflow, model, lightgbm_tuning, lightgbm_strategy, len(frame), settings.seed)
     model.registered_name = registry.registered_model_name(source_slug(source))
     model.registered_version = registry.register(model, model.registered_name)
@@ -190,6 +193,8 @@ def lightgbm_model(
             "training_rows": len(frame),
             "series": int(frame["unique_id"].nunique()),
             "strategies": ", ".join(model.strategies()),
+            "partition": model.partition,
+            "series_per_part": ", ".join(str(len(ids)) for ids in model.part_ids()) if isinstance(model, lgbm.PartitionedGlobalModel) else str(frame["unique_id"].nunique()),
             "models_per_strategy": len(params),
             "features": len({name for _, mlf in model.members() for name in mlf.models_[lgbm.MODEL_NAME].feature_name_}),
             "params": dg.MetadataValue.json(params),
@@ -199,7 +204,7 @@ def lightgbm_model(
     return model
 
 
-def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, strategy: dict, training_rows: int, seed: int = 0) -> str:
+def log_model_to_mlflow(mlflow, model: lgbm.GlobalModel, tuning: dict, strategy: dict, training_rows: int, seed: int = 0) -> str:
     """Parameters, the Optuna best trial, and the LightGBM model itself."""
     import lightgbm
     import mlflow.lightgbm as mlflow_lightgbm
@@ -209,6 +214,7 @@ def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, str
     mlflow.log_params(
         {
             "strategies": ",".join(model.strategies()),
+            "partition": model.partition,
             "lightgbm_models_per_strategy": len(parameter_sets),
             "lags": str(model.setup.lags),
             "rolling_windows": str(model.setup.rolling_windows),
@@ -224,8 +230,8 @@ def log_model_to_mlflow(mlflow, model: lgbm.FittedGlobalModel, tuning: dict, str
     mlflow.log_metrics({f"strategy_backtest_wrmsse_{name.replace('+', '_and_')}": score for name, score in strategy["backtest_wrmsse"].items() if score == score})
     mlflow.log_dict(tuning, "optuna_best_trial.json")
     mlflow.log_dict({"parameter_sets": parameter_sets, "seeds": [seed + k for k in range(len(parameter_sets))]}, "lightgbm_models.json")
-    # the first strategy's first model, for LightGBM's own tools; the model that serves (every strategy and
-    # model) is the registered pyfunc "global_model"
+    # the first strategy's first model (of the first part, when partitioned), for LightGBM's own tools; the
+    # model that serves (every part, strategy and model) is the registered pyfunc "global_model"
     mlflow_lightgbm.log_model(
         lgbm.boosters(model.mlf.models_[lgbm.MODEL_NAME])[0],
         name="lightgbm_model",
@@ -319,7 +325,7 @@ def backtest_forecasts(
     refit = settings.refit_windows(len(frame))
     global_backtest = lgbm.backtest_global_model(
         frame, setup, settings.model_parameters(lightgbm_tuning, len(frame)), horizon, settings.n_windows,
-        seed=settings.seed, n_jobs=settings.n_jobs, refit=refit, strategies=config.strategies, keep_members=True,
+        seed=settings.seed, n_jobs=settings.n_jobs, refit=refit, strategies=config.strategies, keep_members=True, partition=settings.lightgbm_partition,
     )
     training_rows = len(frame)
     del frame
@@ -337,7 +343,7 @@ def backtest_forecasts(
     yield dg.Output(
         backtest,
         output_name="backtest_forecasts",
-        metadata={**frame_metadata(backtest), "windows": settings.n_windows, "lightgbm_training_rows": training_rows, "lightgbm_refit_per_window": refit, "lightgbm_models_per_strategy": settings.models_for(training_rows), "lightgbm_strategies": ", ".join(strategies), "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique())), **fallbacks},
+        metadata={**frame_metadata(backtest), "windows": settings.n_windows, "lightgbm_training_rows": training_rows, "lightgbm_refit_per_window": refit, "lightgbm_models_per_strategy": settings.models_for(training_rows), "lightgbm_strategies": ", ".join(strategies), "lightgbm_partition": settings.lightgbm_partition, "cutoffs": ", ".join(str(pd.Timestamp(c).date()) for c in sorted(backtest["cutoff"].unique())), **fallbacks},
     )
     choice = {"strategies": strategies, "backtest_wrmsse": {name: round(score, 6) for name, score in choice_scores.items()}, "scored_on": scored_on, "windows": settings.n_windows}
     ranking = pd.DataFrame({"option": list(choice_scores), "backtest mean WRMSSE": list(choice_scores.values())}).sort_values("backtest mean WRMSSE")
@@ -359,7 +365,7 @@ def backtest_forecasts(
 )
 def model_promotion(
     context: dg.AssetExecutionContext,
-    lightgbm_model: lgbm.FittedGlobalModel,
+    lightgbm_model: lgbm.GlobalModel,
     backtest_forecasts: pd.DataFrame,
     drift_report: pd.DataFrame,
     hierarchical_series: pd.DataFrame,
@@ -385,8 +391,8 @@ def model_promotion(
         ineligible = f"the champion v{champion.version} (trained to {pd.Timestamp(champion_model.last_date).date()})"
         champion, champion_model = None, None
     scored = backtest_forecasts[["unique_id", "ds", "cutoff", "y"]].assign(candidate=backtest_forecasts[lgbm.MODEL_NAME])
-    same_configuration = champion_model is not None and (champion_model.parameter_sets(), champion_model.strategies()) == (
-        lightgbm_model.parameter_sets(), lightgbm_model.strategies()
+    same_configuration = champion_model is not None and (champion_model.parameter_sets(), champion_model.strategies(), champion_model.partition) == (
+        lightgbm_model.parameter_sets(), lightgbm_model.strategies(), lightgbm_model.partition
     )
     if champion_model is not None:
         if same_configuration:
@@ -394,7 +400,8 @@ def model_promotion(
         else:
             frame, setup = _global_inputs(train, exogenous_features, series_features, series_keys, spec, settings)
             rerun = lgbm.backtest_global_model(
-                frame, setup, champion_model.params, settings.horizon_for(spec), settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs, refit=settings.refit_windows(len(frame)), strategies=champion_model.strategies()
+                frame, setup, champion_model.params, settings.horizon_for(spec), settings.n_windows, seed=settings.seed, n_jobs=settings.n_jobs, refit=settings.refit_windows(len(frame)), strategies=champion_model.strategies(),
+                partition=champion_model.partition,
             )
             scored = scored.merge(rerun[["unique_id", "ds", "cutoff", lgbm.MODEL_NAME]].rename(columns={lgbm.MODEL_NAME: "champion"}), on=["unique_id", "ds", "cutoff"], how="left")
     scores = backtest_wrmsse(scored, train, series_keys, settings)

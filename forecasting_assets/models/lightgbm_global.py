@@ -13,12 +13,16 @@
   mean; which strategies serve (one alone, or the mean of all) is chosen by the rolling-origin backtest
   (:func:`choose_strategies`);
 * each member the mean of LightGBM models with the best Optuna parameters, each with its own seed
-  (:class:`AveragedLGBMRegressor`; ``ForecastSettings.lightgbm_models``, ``ensemble_trials``).
+  (:class:`AveragedLGBMRegressor`; ``ForecastSettings.lightgbm_models``, ``ensemble_trials``);
+* partitions (``PARTITIONS``, ``ForecastSettings.lightgbm_partition``): ``bottom`` fits one such model on the
+  bottom level's series and one on the aggregated levels' series, with the same parameters
+  (:class:`PartitionedGlobalModel`); ``none`` one model over every series.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +34,9 @@ MODEL_NAME = "LightGBM"
 RECURSIVE = "recursive"
 LAGS_GE_HORIZON = "lags_ge_horizon"
 STRATEGIES = (RECURSIVE, LAGS_GE_HORIZON)
+NO_PARTITION = "none"
+BOTTOM_PARTITION = "bottom"
+PARTITIONS = (NO_PARTITION, BOTTOM_PARTITION)
 
 DEFAULT_PARAMS: dict = {
     "n_estimators": 300,
@@ -251,8 +258,15 @@ def future_exogenous(
     return future
 
 
+class GlobalModel:
+    """What serves the LightGBM forecasts: a :class:`FittedGlobalModel` (one model over its series) or a
+    :class:`PartitionedGlobalModel` (one per group of series)."""
+
+    partition: ClassVar[str] = NO_PARTITION
+
+
 @dataclass
-class FittedGlobalModel:
+class FittedGlobalModel(GlobalModel):
     """A fitted MLForecast per strategy plus what is needed to forecast again (picklable).
 
     ``mlf``/``setup`` are the first member; ``extra_members`` the others, as (setup, MLForecast) pairs.
@@ -312,6 +326,89 @@ class FittedGlobalModel:
         return self.mlf.ts.static_features_.reset_index(drop=True)
 
 
+@dataclass
+class PartitionedGlobalModel(GlobalModel):
+    """One :class:`FittedGlobalModel` per group of series (``partition``), each fitted on its group's series
+    alone with the same setup, parameters and strategies; forecasts each series with its group's model.
+
+    It answers what the pipeline asks of a fitted model (setup, parameters, strategies, normalization,
+    statics) like a :class:`FittedGlobalModel`: ``mlf``, ``setup``, ``members()`` are the first part's (every
+    part has the same setup and strategies); ``target_std``, ``sales_scale`` and ``statics`` cover every series."""
+
+    parts: tuple[FittedGlobalModel, ...]
+    partition: str = BOTTOM_PARTITION
+    registered_name: str = ""
+    registered_version: str = ""
+
+    @property
+    def mlf(self):
+        return self.parts[0].mlf
+
+    @property
+    def setup(self) -> FeatureSetup:
+        return self.parts[0].setup
+
+    @property
+    def params(self) -> dict | list:
+        return self.parts[0].params
+
+    @property
+    def last_date(self) -> pd.Timestamp:
+        return self.parts[0].last_date
+
+    def part_ids(self) -> list[np.ndarray]:
+        """The series of each part, in the order of ``parts``."""
+        return [np.asarray(part.mlf.ts.uids) for part in self.parts]
+
+    def members(self) -> list[tuple[FeatureSetup, object]]:
+        return self.parts[0].members()
+
+    def strategies(self) -> list[str]:
+        return self.parts[0].strategies()
+
+    def parameter_sets(self) -> list[dict]:
+        return self.parts[0].parameter_sets()
+
+    def trained_past(self, history: pd.DataFrame) -> bool:
+        return self.parts[0].trained_past(history)
+
+    def target_std(self) -> pd.Series:
+        return pd.concat([part.target_std() for part in self.parts])
+
+    def sales_scale(self, ids, ds) -> np.ndarray:
+        ids, ds = np.asarray(ids), np.asarray(ds)
+        scale = np.full(len(ids), np.nan)
+        for part, part_ids in zip(self.parts, self.part_ids()):
+            rows = np.isin(ids, part_ids)
+            if rows.any():
+                scale[rows] = part.sales_scale(ids[rows], ds[rows])
+        return scale
+
+    def statics(self) -> pd.DataFrame:
+        return pd.concat([part.statics() for part in self.parts], ignore_index=True)
+
+
+def partition_ids(frame: pd.DataFrame, partition: str) -> list[np.ndarray]:
+    """The series of each group of ``partition`` (from the frame's ``level_order`` static column): ``none``
+    one group of every series; ``bottom`` the aggregated levels' series, then the bottom level's (the highest
+    level order). A frame of one level is one group either way."""
+    if partition not in PARTITIONS:
+        raise ValueError(f"unknown LightGBM partition {partition!r}; choose from {', '.join(PARTITIONS)}")
+    if partition == NO_PARTITION:
+        return [np.sort(frame["unique_id"].unique())]
+    if "level_order" not in frame.columns:
+        raise ValueError(f"the {partition!r} partition needs the level_order static column (lightgbm_global.static_table) in the training frame; it has {', '.join(map(str, frame.columns))}")
+    levels = frame.groupby("unique_id", observed=True, sort=True)["level_order"].first()
+    bottom = (levels == levels.max()).to_numpy()
+    if bottom.all():
+        return [levels.index.to_numpy()]
+    return [levels.index[~bottom].to_numpy(), levels.index[bottom].to_numpy()]
+
+
+def _rows_of(frame: pd.DataFrame | None, ids: np.ndarray) -> pd.DataFrame | None:
+    return None if frame is None else frame[frame["unique_id"].isin(ids)].reset_index(drop=True)
+
+
 def member_setups(setup: FeatureSetup, strategies: list[str] | tuple[str, ...] | None) -> list[FeatureSetup]:
     """One setup per strategy (``setup`` itself for its own strategy), in the given order."""
     chosen = list(strategies or [setup.strategy])
@@ -327,9 +424,17 @@ def fit_global_model(
     seed: int = 0,
     n_jobs: int = 1,
     strategies: list[str] | None = None,
-) -> FittedGlobalModel:
+    partition: str = NO_PARTITION,
+) -> GlobalModel:
     """Fit one member per strategy (default: ``setup``'s own) with the same parameters: one LightGBM model,
-    or (a list of parameter sets) the mean of one model per set, seeded ``seed``, ``seed + 1``, …"""
+    or (a list of parameter sets) the mean of one model per set, seeded ``seed``, ``seed + 1``, …
+
+    ``partition`` (``PARTITIONS``) other than ``none``: one such model per group of series
+    (:func:`partition_ids`), each on its group's rows alone, as a :class:`PartitionedGlobalModel`."""
+    groups = partition_ids(frame, partition) if partition != NO_PARTITION else []
+    if len(groups) > 1:
+        parts = tuple(fit_global_model(_rows_of(frame, ids), setup, params, seed=seed, n_jobs=n_jobs, strategies=strategies) for ids in groups)
+        return PartitionedGlobalModel(parts=parts, partition=partition)
     members = []
     for member_setup in member_setups(setup, strategies):
         mlf = make_mlforecast(member_setup, params, seed=seed, n_jobs=n_jobs)
@@ -354,7 +459,7 @@ def serving_normalization(model: FittedGlobalModel, history: pd.DataFrame, ids: 
 
 
 def predict_global_model(
-    model: FittedGlobalModel,
+    model: GlobalModel,
     horizon: int,
     exogenous: pd.DataFrame | None,
     capture_features: bool = False,
@@ -363,7 +468,16 @@ def predict_global_model(
     """Forecast ``horizon`` steps after the training data, or after ``history`` when given (the latest
     data, as built by ``training_frame``: a refresh without refitting): the mean of the members' forecasts.
     Optionally return the feature rows each member saw at each step (the input of SHAP), with a ``strategy``
-    column naming the member."""
+    column naming the member. A :class:`PartitionedGlobalModel` forecasts each part's series with that part
+    (the rows of ``history`` of its series), one part after the other."""
+    if isinstance(model, PartitionedGlobalModel):
+        results = [
+            predict_global_model(part, horizon, exogenous, capture_features=capture_features, history=_rows_of(history, ids))
+            for part, ids in zip(model.parts, model.part_ids())
+        ]
+        forecasts = pd.concat([forecast for forecast, _ in results], ignore_index=True)
+        features = pd.concat([feature for _, feature in results], ignore_index=True) if capture_features else None
+        return forecasts, features
     if history is not None:
         ids = np.sort(history["unique_id"].unique())
         last_date = pd.Timestamp(history["ds"].max())
@@ -411,6 +525,7 @@ def backtest_global_model(
     refit: bool = True,
     strategies: list[str] | None = None,
     keep_members: bool = False,
+    partition: str = NO_PARTITION,
 ) -> pd.DataFrame:
     """Rolling-origin backtest: unique_id, ds, cutoff, y, LightGBM (the mean of the strategies' forecasts;
     ``keep_members``: plus one column ``LightGBM[<strategy>]`` per strategy).
@@ -419,7 +534,17 @@ def backtest_global_model(
     ``refit``: the model is refit on the data before each window; False fits it once, before the first
     window, and forecasts every window with it (on the actuals up to each cutoff): ``n_windows`` times
     cheaper, and a little pessimistic for the later windows (their model is older).
+    ``partition``: one such backtest per group of series (:func:`partition_ids`), as :func:`fit_global_model`.
     """
+    groups = partition_ids(frame, partition) if partition != NO_PARTITION else []
+    if len(groups) > 1:
+        return pd.concat(
+            [
+                backtest_global_model(_rows_of(frame, ids), setup, params, horizon, n_windows, seed=seed, n_jobs=n_jobs, refit=refit, strategies=strategies, keep_members=keep_members)
+                for ids in groups
+            ],
+            ignore_index=True,
+        )
     backtest = None
     setups = member_setups(setup, strategies)
     for member_setup in setups:

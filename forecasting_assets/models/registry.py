@@ -30,7 +30,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from forecasting_assets.models.lightgbm_global import FittedGlobalModel, predict_global_model
+from forecasting_assets.models.lightgbm_global import GlobalModel, predict_global_model
 from forecasting_assets.resources import mlflow_artifact_root, mlflow_tracking_uri
 
 CHAMPION = "champion"
@@ -45,7 +45,7 @@ class GlobalForecaster(mlflow.pyfunc.PythonModel):
     """pyfunc: ``predict(frame, params={"h": 28})`` forecasts from ``frame``: unique_id, ds, y plus the
     exogenous and static columns the model was trained on (``lightgbm_global.training_frame``)."""
 
-    def __init__(self, model: FittedGlobalModel):
+    def __init__(self, model: GlobalModel):
         self.model = model
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -92,7 +92,7 @@ def project_artifact_path(uri: str) -> Path:
     return resolved
 
 
-def register(model: FittedGlobalModel, name: str) -> str:
+def register(model: GlobalModel, name: str) -> str:
     """Log the fitted model in the active MLflow run and register it as a new version of ``name`` in the
     project's registry. Refuses (``ValueError``) a run whose artifacts go outside the project's artifact
     root: such a version could never be loaded."""
@@ -118,7 +118,7 @@ def version_by_alias(name: str, alias: str) -> RegisteredVersion | None:
     return RegisteredVersion(name=name, version=str(found.version), run_id=found.run_id, tags=dict(found.tags))
 
 
-def load_version(name: str, version: str) -> FittedGlobalModel:
+def load_version(name: str, version: str) -> GlobalModel:
     """Version ``version`` of ``name`` from the project's registry; refuses (``ValueError`` naming the URI)
     a version whose artifacts are not inside the project's artifact root. The checked location is the one
     loaded (no second lookup through ``models:/``)."""
