@@ -26,14 +26,15 @@ SERIES_IDS = ["CA", "CA_1", "TX", TOTAL_ID]
 
 @pytest.fixture(
     scope="module",
-    params=[([lgbm.RECURSIVE], 1), (list(lgbm.STRATEGIES), 1), (list(lgbm.STRATEGIES), 2)],
-    ids=["recursive", "ensemble", "ensemble-of-2-models"],
+    params=[([lgbm.RECURSIVE], 1, lgbm.NO_PARTITION), (list(lgbm.STRATEGIES), 1, lgbm.NO_PARTITION), (list(lgbm.STRATEGIES), 2, lgbm.NO_PARTITION), (list(lgbm.STRATEGIES), 1, lgbm.BOTTOM_PARTITION)],
+    ids=["recursive", "ensemble", "ensemble-of-2-models", "partitioned"],
 )
 def explained(request) -> dict:
     """A small global model whose series double on event days; a pure-noise exogenous column beside it.
     Once recursive alone, once the mean of every strategy (SHAP values of the members' mean), once each
-    strategy the mean of two LightGBM models (other parameters, other seed)."""
-    strategies, n_models = request.param
+    strategy the mean of two LightGBM models (other parameters, other seed), once partitioned (a model for
+    the bottom level's series, one for the others': each explained with its own models)."""
+    strategies, n_models, partition = request.param
     params = [{"n_estimators": 150, "num_leaves": 15, "min_child_samples": 10}, {"n_estimators": 100, "num_leaves": 7, "min_child_samples": 5}][:n_models]
     rng = np.random.default_rng(1)
     n = 300
@@ -50,7 +51,7 @@ def explained(request) -> dict:
     frame, static_cols, exog_cols = lgbm.training_frame(series, exog, lgbm.static_table(None, keys))
     setup = lgbm.feature_setup("D", 7, n, HORIZON)
     setup.static_features, setup.exogenous = static_cols, exog_cols
-    model = lgbm.fit_global_model(frame, setup, params if n_models > 1 else params[0], strategies=strategies)
+    model = lgbm.fit_global_model(frame, setup, params if n_models > 1 else params[0], strategies=strategies, partition=partition)
     forecasts, features = lgbm.predict_global_model(model, HORIZON, exog, capture_features=True)
     shap_long, base_value = explain(model, features)
     return {"model": model, "forecasts": forecasts, "features": features, "shap": shap_long, "base": base_value}
@@ -75,24 +76,31 @@ def test_explain_long_table_shape(explained: dict) -> None:
 
 def test_shap_additivity_reproduces_the_forecast(explained: dict) -> None:
     """The module's claim: forecast = trend * (mean + std * (base_value + Σ shap_value)), per series and period
-    (trend 1 without detrending)."""
-    model, shap_long, base_value = explained["model"], explained["shap"], explained["base"]
+    (trend 1 without detrending), with the base value of the model (part) that made the forecast."""
+    model, shap_long = explained["model"], explained["shap"]
     forecasts = explained["forecasts"]
     assert (forecasts[lgbm.MODEL_NAME] > 0).all()  # no clipping at 0 in play: the identity must be exact
     assert model.setup.detrend  # the default: the line is taken out of the target
-    stats = np.asarray(model._scaler().scaler_.stats_)
-    uids = np.asarray(model.mlf.ts.uids)
-    mean, std = pd.Series(stats[:, 0], index=uids), pd.Series(stats[:, 1], index=uids)
-
-    totals = shap_long.groupby(["unique_id", "ds"], as_index=False).agg(shap=("shap_value", "sum"), units=("shap_units", "sum"))
+    parts = model.parts if isinstance(model, lgbm.PartitionedGlobalModel) else [model]
+    totals = shap_long.groupby(["unique_id", "ds"], as_index=False).agg(shap=("shap_value", "sum"), units=("shap_units", "sum"), base=("base_value", "first"))
     scored = totals.merge(forecasts, on=["unique_id", "ds"], validate="1:1")
     assert len(scored) == len(forecasts)
-    trend = model._detrend().trend(scored["unique_id"], scored["ds"])
-    rebuilt = trend * (scored["unique_id"].map(mean) + scored["unique_id"].map(std) * (base_value + scored["shap"]))
-    np.testing.assert_allclose(rebuilt, scored[lgbm.MODEL_NAME], rtol=1e-6)
-    # shap_units are the same contributions in sales units
-    rebuilt_units = trend * (scored["unique_id"].map(mean) + scored["unique_id"].map(std) * base_value) + scored["units"]
-    np.testing.assert_allclose(rebuilt_units, scored[lgbm.MODEL_NAME], rtol=1e-6)
+    if len(parts) == 1:
+        assert (scored["base"] == explained["base"]).all()
+    else:  # each part has its own expected value
+        assert scored.groupby("unique_id")["base"].first().nunique() == len(parts)
+    for part in parts:
+        stats = np.asarray(part._scaler().scaler_.stats_)
+        uids = np.asarray(part.mlf.ts.uids)
+        mean, std = pd.Series(stats[:, 0], index=uids), pd.Series(stats[:, 1], index=uids)
+        rows = scored[scored["unique_id"].isin(uids)]
+        assert len(rows) == len(uids) * HORIZON
+        trend = part._detrend().trend(rows["unique_id"], rows["ds"])
+        rebuilt = trend * (rows["unique_id"].map(mean) + rows["unique_id"].map(std) * (rows["base"] + rows["shap"]))
+        np.testing.assert_allclose(rebuilt, rows[lgbm.MODEL_NAME], rtol=1e-6)
+        # shap_units are the same contributions in sales units
+        rebuilt_units = trend * (rows["unique_id"].map(mean) + rows["unique_id"].map(std) * rows["base"]) + rows["units"]
+        np.testing.assert_allclose(rebuilt_units, rows[lgbm.MODEL_NAME], rtol=1e-6)
 
 
 def test_global_importance_ranks_the_event_high(explained: dict) -> None:

@@ -516,6 +516,57 @@ def test_predict_from_fresh_history_reuses_the_model_without_refitting(event_dat
     assert len(scored) == 4 * 7 and rmse(scored["y"], scored[lgbm.MODEL_NAME]) < 0.5 * rmse(scored["y"], seasonal_naive(event_data["train"], scored))
 
 
+def test_partition_ids_split_the_bottom_level_from_the_aggregated_levels(event_data: dict) -> None:
+    frame = event_data["frame"]  # level orders 0, 1, 1, 2: s3 is the bottom level
+    assert [list(ids) for ids in lgbm.partition_ids(frame, lgbm.BOTTOM_PARTITION)] == [["s0", "s1", "s2"], ["s3"]]
+    assert [list(ids) for ids in lgbm.partition_ids(frame, lgbm.NO_PARTITION)] == [["s0", "s1", "s2", "s3"]]
+    one_level = frame.assign(level_order=np.float32(0))
+    assert len(lgbm.partition_ids(one_level, lgbm.BOTTOM_PARTITION)) == 1  # nothing to split
+    with pytest.raises(ValueError, match="unknown LightGBM partition 'levels'"):
+        lgbm.partition_ids(frame, "levels")
+    with pytest.raises(ValueError, match="needs the level_order static column"):
+        lgbm.partition_ids(frame.drop(columns="level_order"), lgbm.BOTTOM_PARTITION)
+
+
+def test_a_partitioned_model_forecasts_each_group_with_a_model_of_its_own_series(event_data: dict) -> None:
+    """Each part is the model fitted on its group's rows alone: its forecasts (and backtest) are that model's,
+    not those of the model over every series; serving, statics and normalization cover every series."""
+    frame, setup, exog, horizon = event_data["frame"], event_data["setup"], event_data["exog"], event_data["horizon"]
+    strategies = list(lgbm.STRATEGIES)
+    model = lgbm.fit_global_model(frame, setup, SMALL_LGBM, strategies=strategies, partition=lgbm.BOTTOM_PARTITION)
+    assert isinstance(model, lgbm.PartitionedGlobalModel) and model.partition == lgbm.BOTTOM_PARTITION
+    assert [list(ids) for ids in model.part_ids()] == [["s0", "s1", "s2"], ["s3"]]
+    assert model.strategies() == strategies and model.last_date == frame["ds"].max()
+
+    forecasts, features = lgbm.predict_global_model(model, horizon, exog, capture_features=True)
+    assert len(forecasts) == 4 * horizon and not forecasts.duplicated(["unique_id", "ds"]).any()
+    assert len(features) == 4 * horizon * len(strategies)
+    alone = []
+    for ids in model.part_ids():
+        part_model = lgbm.fit_global_model(frame[frame["unique_id"].isin(ids)].reset_index(drop=True), setup, SMALL_LGBM, strategies=strategies)
+        alone.append(lgbm.predict_global_model(part_model, horizon, exog)[0])
+    expected = pd.concat(alone, ignore_index=True)
+    pd.testing.assert_frame_equal(forecasts.sort_values(["unique_id", "ds"], ignore_index=True), expected.sort_values(["unique_id", "ds"], ignore_index=True))
+    unpartitioned, _ = lgbm.predict_global_model(lgbm.fit_global_model(frame, setup, SMALL_LGBM, strategies=strategies), horizon, exog)
+    assert not np.allclose(unpartitioned[lgbm.MODEL_NAME], expected.sort_values(["unique_id", "ds"])[lgbm.MODEL_NAME])
+
+    # the nightly refresh: the same history gives the same forecast; statics and stds cover every series
+    again, _ = lgbm.predict_global_model(model, horizon, exog, history=frame)
+    pd.testing.assert_frame_equal(again, forecasts)
+    assert sorted(model.statics()["unique_id"]) == ["s0", "s1", "s2", "s3"]
+    assert sorted(model.target_std().index) == ["s0", "s1", "s2", "s3"]
+    scale = model.sales_scale(np.array(["s3", "s0"]), np.array([frame["ds"].max()] * 2))
+    np.testing.assert_allclose(scale, [model.parts[1].sales_scale(["s3"], [frame["ds"].max()])[0], model.parts[0].sales_scale(["s0"], [frame["ds"].max()])[0]])
+
+    backtest = lgbm.backtest_global_model(frame, setup, {"n_estimators": 40}, 14, 2, strategies=strategies, keep_members=True, partition=lgbm.BOTTOM_PARTITION)
+    per_group = pd.concat(
+        [lgbm.backtest_global_model(frame[frame["unique_id"].isin(ids)], setup, {"n_estimators": 40}, 14, 2, strategies=strategies, keep_members=True) for ids in model.part_ids()],
+        ignore_index=True,
+    )
+    pd.testing.assert_frame_equal(backtest, per_group)
+    assert len(backtest) == 4 * 14 * 2
+
+
 def test_local_linear_detrend_takes_out_each_series_line_and_puts_it_back() -> None:
     from forecasting_assets.models.target_transforms import LocalLinearDetrend
 

@@ -266,6 +266,11 @@ def test_cost_budgets_come_from_the_environment(monkeypatch) -> None:
         ForecastSettings(lightgbm_models=0)
     with pytest.raises(ValueError, match="FORECASTING_ENSEMBLE_TRIALS\\) is 0: it must be at least 1"):
         ForecastSettings(ensemble_trials=0)
+    assert settings.lightgbm_partition == "bottom"  # the default: a model for the bottom level, one for the rest
+    monkeypatch.setenv("FORECASTING_LIGHTGBM_PARTITION", "none")
+    assert build_resources()["settings"].lightgbm_partition == "none"
+    with pytest.raises(ValueError, match="FORECASTING_LIGHTGBM_PARTITION\\) is 'levels': choose from none, bottom"):
+        ForecastSettings(lightgbm_partition="levels")
     tuning = {"best_params": {"num_leaves": 15}, "top_params": [{"num_leaves": 15}, {"num_leaves": 31}]}
     assert settings.model_parameters(tuning, 20) == [{"num_leaves": 15}] * 5 and settings.model_parameters(tuning, 21) == [{"num_leaves": 15}]
     assert ForecastSettings(ensemble_trials=2).model_parameters(tuning, 1) == [{"num_leaves": 15}, {"num_leaves": 31}, {"num_leaves": 15}]
