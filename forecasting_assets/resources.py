@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import field_validator
 
-from forecasting_assets.models.lightgbm_global import BOTTOM_PARTITION, PARTITIONS
+from forecasting_assets.models.lightgbm_global import NO_PARTITION, PARTITIONS
 from forecasting_assets.paths import data_dir, default_demo_folder, landing_dir, project_home
 from forecasting_assets.spec import SourceSpec
 
@@ -50,8 +50,8 @@ class ForecastSettings(dg.ConfigurableResource):
     # The models take the parameters of the ensemble_trials best Optuna trials in turn (default: the best)
     lightgbm_models: int = 3
     # one global model over every series ("none"), or one on the bottom level's series and one on the
-    # aggregated levels' ("bottom": on the M5 backtest windows the better of the two, see README "Accuracy")
-    lightgbm_partition: str = BOTTOM_PARTITION
+    # aggregated levels' ("bottom"; see README "Accuracy benchmark" for why it is not the default)
+    lightgbm_partition: str = NO_PARTITION
     ensemble_trials: int = 1
     ensemble_max_rows: int = 3_000_000
     # cost budgets for large hierarchies (see README "Scale"): per-series AutoETS on at most this many

@@ -567,6 +567,23 @@ def test_a_partitioned_model_forecasts_each_group_with_a_model_of_its_own_series
     assert len(backtest) == 4 * 14 * 2
 
 
+def test_a_partitioned_model_serves_the_same_after_a_round_trip_through_the_registry_wrapper(event_data: dict) -> None:
+    """What MLflow stores: the pyfunc wrapper, cloudpickled; loaded back, it forecasts what the model did
+    from a frame of history rows (with y) and future exogenous rows (without)."""
+    import cloudpickle
+
+    from forecasting_assets.models.registry import GlobalForecaster
+
+    frame, horizon = event_data["frame"], event_data["horizon"]
+    model = lgbm.fit_global_model(frame, event_data["setup"], SMALL_LGBM, partition=lgbm.BOTTOM_PARTITION)
+    expected, _ = lgbm.predict_global_model(model, horizon, event_data["exog"], history=frame)
+    loaded = cloudpickle.loads(cloudpickle.dumps(GlobalForecaster(model)))
+    assert isinstance(loaded.model, lgbm.PartitionedGlobalModel) and loaded.model.partition == lgbm.BOTTOM_PARTITION
+    future = lgbm.future_exogenous(event_data["exog"], np.array(["s0", "s1", "s2", "s3"]), frame["ds"].max(), horizon, "D")
+    served = loaded.predict(None, pd.concat([frame, future.assign(y=np.nan)], ignore_index=True), params={"h": horizon})
+    pd.testing.assert_frame_equal(served, expected)
+
+
 def test_local_linear_detrend_takes_out_each_series_line_and_puts_it_back() -> None:
     from forecasting_assets.models.target_transforms import LocalLinearDetrend
 
