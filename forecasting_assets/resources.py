@@ -52,6 +52,9 @@ class ForecastSettings(dg.ConfigurableResource):
     # one global model over every series ("none"), or one on the bottom level's series and one on the
     # aggregated levels' ("bottom"; see README "Accuracy benchmark" for why it is not the default)
     lightgbm_partition: str = NO_PARTITION
+    # backtest scores (the choices of strategy, reconciliation and champion; the quantiles' width) leave out the
+    # days the business was closed: the top level's sales below this share of their median day (M5: Christmas)
+    closed_day_share: float = 0.01
     ensemble_trials: int = 1
     ensemble_max_rows: int = 3_000_000
     # cost budgets for large hierarchies (see README "Scale"): per-series AutoETS on at most this many

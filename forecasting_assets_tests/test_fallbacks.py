@@ -34,6 +34,7 @@ from forecasting_assets.models.statistical import (
     statistical_models,
 )
 from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, to_long
+from forecasting_assets.resources import ForecastSettings
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Converted matrix:Warning"),
@@ -394,7 +395,7 @@ def test_reconciled_forecasts_fall_back_when_the_chosen_method_fails(degenerate_
 
     reconciled_bt, _ = reconcile_backtest(backtest, ["LightGBM"], hierarchy.series_keys, hierarchy.structure)
     quantile_context = dg.build_asset_context()
-    quantiles = forecast_quantiles(quantile_context, QuantileConfig(), final, to_long(reconciled_bt, ["unique_id", "ds", "cutoff", "y"]), hierarchy.series, hierarchy.series_keys)
+    quantiles = forecast_quantiles(quantile_context, QuantileConfig(), final, to_long(reconciled_bt, ["unique_id", "ds", "cutoff", "y"]), hierarchy.series, hierarchy.series_keys, ForecastSettings())
     assert quantile_context.get_output_metadata("result")["residuals_from"] == f"LightGBM/{WLS}"
     assert np.isfinite(quantiles.drop(columns=["unique_id", "ds"]).to_numpy(dtype=float)).all()
 
@@ -428,7 +429,7 @@ def test_quantiles_use_bottom_up_errors_when_the_chosen_forecast_has_no_backtest
     # mint_shrink worked on the future horizon but in no backtest window: no errors of its own
     final = base[["unique_id", "ds"]].assign(yhat=base["LightGBM"], model=f"LightGBM/{MINT_SHRINK}", level="x")
     context = dg.build_asset_context()
-    quantiles = forecast_quantiles(context, QuantileConfig(), final, to_long(reconciled_bt, ["unique_id", "ds", "cutoff", "y"]), hierarchy.series, hierarchy.series_keys)
+    quantiles = forecast_quantiles(context, QuantileConfig(), final, to_long(reconciled_bt, ["unique_id", "ds", "cutoff", "y"]), hierarchy.series, hierarchy.series_keys, ForecastSettings())
     meta = context.get_output_metadata("result")
     assert meta["model"] == f"LightGBM/{MINT_SHRINK}" and meta["residuals_from"] == "LightGBM/BottomUp"
     assert len(quantiles) == len(final) and np.isfinite(quantiles["q0.975"]).all()
@@ -439,7 +440,6 @@ def test_backtest_forecasts_metadata_lists_the_series_that_fell_back(monkeypatch
 
     from forecasting_assets.models import assets as model_assets
     from forecasting_assets.models import lightgbm_global as lgbm
-    from forecasting_assets.resources import ForecastSettings
     from forecasting_assets.schedule import backtest_cutoffs
     from forecasting_assets.spec import SourceSpec
 

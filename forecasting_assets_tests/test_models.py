@@ -438,6 +438,34 @@ def test_choose_strategies_picks_the_option_with_the_best_backtest_score(event_d
     assert lgbm.choose_strategies(backtest, [lgbm.RECURSIVE], score) == ([lgbm.RECURSIVE], {})
 
 
+def test_closed_days_are_found_on_the_top_level_and_left_out_of_backtest_scores(event_data: dict) -> None:
+    """A day the business was closed (every series sells 0) is found from the top level, not a weekday low;
+    a forecast that is right on every open day wins the backtest score over one that is a little off every
+    day, however wrong it was on the closed day (with the rule off, the closed day decides)."""
+    from forecasting_assets.evaluation.metrics import closed_days, without_days
+    from forecasting_assets.models.assets import backtest_wrmsse
+    from forecasting_assets.resources import ForecastSettings
+
+    keys = event_data["keys"].assign(level=lambda t: t["level_order"].map({0: "total", 1: "mid", 2: "bottom"}))
+    series = event_data["series"].copy()
+    closed = series["ds"].max() - pd.Timedelta(days=10)
+    series.loc[series["ds"] == closed, "y"] = 0.0
+    assert list(closed_days(series, keys, 0.01)) == [closed]
+    assert list(closed_days(series, keys.iloc[0:0], 0.01)) == [closed]  # without keys: the sum of every series
+    assert closed_days(series, keys, 0.0).empty
+    assert closed_days(event_data["series"], keys, 0.01).empty  # weekly lows and event days are open days
+
+    window = series[series["ds"] > series["ds"].max() - pd.Timedelta(days=14)].assign(cutoff=series["ds"].max() - pd.Timedelta(days=14))
+    right_when_open = np.where(window["ds"] == closed, window.groupby("unique_id")["y"].transform("mean") * 3, window["y"])
+    scored = window.assign(right_when_open=right_when_open, a_little_off=window["y"] * 1.15 + 1.0)
+    assert len(without_days(scored, pd.DatetimeIndex([closed]))) == len(scored) - 4
+    columns = ["right_when_open", "a_little_off"]
+    with_rule = backtest_wrmsse(scored, series, keys, ForecastSettings(), columns)
+    without_rule = backtest_wrmsse(scored, series, keys, ForecastSettings(closed_day_share=0.0), columns)
+    assert with_rule["right_when_open"] == 0.0 < with_rule["a_little_off"]
+    assert without_rule["right_when_open"] > without_rule["a_little_off"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Optuna tuning
 # --------------------------------------------------------------------------------------------------

@@ -223,6 +223,28 @@ def _weighted_levels(
 # ---------------------------------------------------------------------------------------------- scales
 
 
+def closed_days(history: pd.DataFrame, series_keys: pd.DataFrame, share: float) -> pd.DatetimeIndex:
+    """The days the whole business was closed: the top level's sales (the sum of its series, or of every
+    series without keys) below ``share`` of their median day. M5: each Christmas Day, 14 units against a
+    median of about 33,000. ``share`` 0: none.
+
+    Backtest scores leave these days out (``without_days``): nothing is forecast for a closed day, and one
+    such day's errors, hundreds of times a normal day's, would otherwise decide which model or method wins."""
+    if share <= 0 or history.empty:
+        return pd.DatetimeIndex([])
+    rows = history
+    if len(series_keys) and "level_order" in series_keys.columns:
+        top = series_keys.loc[series_keys["level_order"] == series_keys["level_order"].min(), "unique_id"]
+        rows = history[history["unique_id"].isin(set(top))]
+    daily = rows.groupby("ds", observed=True)["y"].sum()
+    return pd.DatetimeIndex(daily.index[daily < share * daily.median()]).sort_values()
+
+
+def without_days(frame: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
+    """``frame`` without its rows on ``days`` (itself when there are none)."""
+    return frame if len(days) == 0 else frame[~frame["ds"].isin(days)]
+
+
 def trim_leading_zeros(train: pd.DataFrame) -> pd.DataFrame:
     """Drop each series' rows before its first non-zero ``y`` (a series that never sold disappears).
 

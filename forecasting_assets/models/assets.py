@@ -436,11 +436,12 @@ def backtest_wrmsse(
     scored: pd.DataFrame, train: pd.DataFrame, series_keys: pd.DataFrame, settings: ForecastSettings, models: list[str] | None = None, ids: list[str] | None = None
 ) -> dict[str, float]:
     """Mean WRMSSE over levels of each forecast column of a backtest (all windows; default columns
-    candidate/champion), on the series ``ids`` only when given."""
+    candidate/champion), on the series ``ids`` only when given, without the closed days (``closed_days``)."""
     from forecasting_assets.evaluation.assets import level_weights
-    from forecasting_assets.evaluation.metrics import OVERALL_LEVEL, score_forecasts
+    from forecasting_assets.evaluation.metrics import OVERALL_LEVEL, closed_days, score_forecasts, without_days
 
     models = models or [c for c in ("candidate", "champion") if c in scored.columns]
+    scored = without_days(scored, closed_days(train, series_keys, settings.closed_day_share))
     if ids is not None:
         keep = set(ids)
         scored, train, series_keys = scored[scored["unique_id"].isin(keep)], train[train["unique_id"].isin(keep)], series_keys[series_keys["unique_id"].isin(keep)]

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from forecasting_assets.evaluation.metrics import OVERALL_LEVEL
+from forecasting_assets.evaluation.metrics import OVERALL_LEVEL, closed_days, without_days
 from forecasting_assets.hierarchy.aggregation import check_coherence
 from forecasting_assets.ids import ids_in
 from forecasting_assets.metadata import forecast_panel_png, frame_metadata, largest_series, png_markdown
@@ -16,6 +16,7 @@ from forecasting_assets.monitoring.live_error import archive_forecast
 from forecasting_assets.paths import outputs_dir
 from forecasting_assets.reconciliation.quantiles import M5_QUANTILES, quantile_forecasts
 from forecasting_assets.reconciliation.reconcile import BASE_METHOD, reconcile, reconcile_backtest, skip_reason, to_long, to_wide
+from forecasting_assets.resources import ForecastSettings
 
 COHERENCE_TOLERANCE = 1e-6
 NO_FALLBACK = "none: the backtest-chosen forecast was produced"
@@ -203,7 +204,7 @@ class QuantileConfig(dg.Config):
     group_name="reconciliation",
     description=(
         "Quantiles (0.5 %–99.5 %, the M5 levels) around final_forecasts from the chosen forecast's own "
-        "backtest errors (normal with their RMS, or their empirical quantiles); non-negative and monotone in the quantile level."
+        "backtest errors (normal with their RMS, or their empirical quantiles; the days the business was closed left out); non-negative and monotone in the quantile level."
     ),
 )
 def forecast_quantiles(
@@ -213,9 +214,11 @@ def forecast_quantiles(
     reconciled_backtest: pd.DataFrame,
     hierarchical_series: pd.DataFrame,
     series_keys: pd.DataFrame,
+    settings: ForecastSettings,
 ) -> pd.DataFrame:
     chosen = str(final_forecasts["model"].iloc[0])
-    residuals_from, backtest = quantile_residual_source(reconciled_backtest, chosen)
+    closed = closed_days(settings.training_part(hierarchical_series), series_keys, settings.closed_day_share)
+    residuals_from, backtest = quantile_residual_source(without_days(reconciled_backtest, closed), chosen)
     if backtest.empty:  # no usable backtest errors at all: a zero-width interval, and the metadata says so
         backtest = final_forecasts[["unique_id"]].drop_duplicates().assign(y=0.0, yhat=0.0)
         residuals_from = "none: no usable backtest errors, the quantiles equal the point forecast"
