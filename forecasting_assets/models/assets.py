@@ -194,7 +194,7 @@ def lightgbm_model(
             "series": int(frame["unique_id"].nunique()),
             "strategies": ", ".join(model.strategies()),
             "partition": model.partition,
-            "series_per_part": ", ".join(str(len(ids)) for ids in model.part_ids()) if isinstance(model, lgbm.PartitionedGlobalModel) else str(frame["unique_id"].nunique()),
+            "series_per_part": ", ".join(str(len(ids)) for ids in model.part_ids()),
             "models_per_strategy": len(params),
             "features": len({name for _, mlf in model.members() for name in mlf.models_[lgbm.MODEL_NAME].feature_name_}),
             "params": dg.MetadataValue.json(params),

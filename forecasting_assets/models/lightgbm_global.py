@@ -285,6 +285,10 @@ class FittedGlobalModel(GlobalModel):
     def members(self) -> list[tuple[FeatureSetup, object]]:
         return [(self.setup, self.mlf), *self.extra_members]
 
+    def part_ids(self) -> list[np.ndarray]:
+        """The series it forecasts, as one part (as :meth:`PartitionedGlobalModel.part_ids`)."""
+        return [np.asarray(self.mlf.ts.uids)]
+
     def strategies(self) -> list[str]:
         return [setup.strategy for setup, _ in self.members()]
 
