@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import field_validator
 
-from forecasting_assets.models.lightgbm_global import NO_PARTITION, PARTITIONS
+from forecasting_assets.models.lightgbm_global import BOTTOM_PARTITION, PARTITIONS
 from forecasting_assets.paths import data_dir, default_demo_folder, landing_dir, project_home
 from forecasting_assets.spec import SourceSpec
 
@@ -49,9 +49,9 @@ class ForecastSettings(dg.ConfigurableResource):
     # longest steps of a run that is already near its 30-minute budget. 1: one model, a third of the time.
     # The models take the parameters of the ensemble_trials best Optuna trials in turn (default: the best)
     lightgbm_models: int = 3
-    # one global model over every series ("none"), or one on the bottom level's series and one on the
-    # aggregated levels' ("bottom"; see README "Accuracy benchmark" for why it is not the default)
-    lightgbm_partition: str = NO_PARTITION
+    # one global model on the bottom level's series and one on the aggregated levels' ("bottom", the default:
+    # better on the M5 backtest windows, see README "Accuracy benchmark"), or one over every series ("none")
+    lightgbm_partition: str = BOTTOM_PARTITION
     # backtest scores (the choices of strategy, reconciliation and champion; the quantiles' width) leave out the
     # days the business was closed: the top level's sales below this share of their median day (M5: Christmas)
     closed_day_share: float = 0.01

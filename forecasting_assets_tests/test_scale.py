@@ -266,9 +266,9 @@ def test_cost_budgets_come_from_the_environment(monkeypatch) -> None:
         ForecastSettings(lightgbm_models=0)
     with pytest.raises(ValueError, match="FORECASTING_ENSEMBLE_TRIALS\\) is 0: it must be at least 1"):
         ForecastSettings(ensemble_trials=0)
-    assert settings.lightgbm_partition == "none"  # the default: one model over every series
-    monkeypatch.setenv("FORECASTING_LIGHTGBM_PARTITION", "bottom")
-    assert build_resources()["settings"].lightgbm_partition == "bottom"
+    assert settings.lightgbm_partition == "bottom"  # the default: one model on the bottom level, one on the rest
+    monkeypatch.setenv("FORECASTING_LIGHTGBM_PARTITION", "none")
+    assert build_resources()["settings"].lightgbm_partition == "none"
     with pytest.raises(ValueError, match="FORECASTING_LIGHTGBM_PARTITION\\) is 'levels': choose from none, bottom"):
         ForecastSettings(lightgbm_partition="levels")
     tuning = {"best_params": {"num_leaves": 15}, "top_params": [{"num_leaves": 15}, {"num_leaves": 31}]}

@@ -155,8 +155,8 @@ def lightgbm_tuning(
 @dg.asset(
     group_name="models",
     description=(
-        "The candidate global LightGBM (mlforecast): one model over every series, or with "
-        "ForecastSettings.lightgbm_partition 'bottom' one on the bottom level's series and one on the aggregated levels'; per strategy, the mean of "
+        "The candidate global LightGBM (mlforecast): one model on the bottom level's series and one on the aggregated levels' "
+        "(ForecastSettings.lightgbm_partition 'bottom', the default), or with 'none' one model over every series; per strategy, the mean of "
         "ForecastSettings.lightgbm_models (3) models with the best Optuna parameters and their own seeds; "
         "logged to MLflow and registered as a new version of lightgbm_<source> (it serves only once promoted)."
     ),
