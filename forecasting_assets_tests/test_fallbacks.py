@@ -435,6 +435,29 @@ def test_quantiles_use_bottom_up_errors_when_the_chosen_forecast_has_no_backtest
     assert len(quantiles) == len(final) and np.isfinite(quantiles["q0.975"]).all()
 
 
+def test_quantile_residuals_leave_out_closed_days_of_the_model_they_come_from() -> None:
+    from forecasting_assets.reconciliation.assets import quantile_residual_source
+
+    days = pd.date_range("2024-01-01", periods=4, freq="D")
+    rows = pd.DataFrame(
+        {
+            "unique_id": "a",
+            "ds": np.tile(days, 2),
+            "cutoff": days[0],
+            "y": 10.0,
+            "yhat": [11.0, 9.0, 100.0, 10.5, 12.0, 8.0, 50.0, 10.0],
+            "model": ["LightGBM/BottomUp"] * 4 + ["LightGBM"] * 4,
+        }
+    )
+    closed = pd.DatetimeIndex([days[2]])
+    source, residuals = quantile_residual_source(rows, "LightGBM/BottomUp", closed)
+    assert source == "LightGBM/BottomUp" and list(residuals["ds"]) == [days[0], days[1], days[3]]
+    assert quantile_residual_source(rows, "LightGBM/BottomUp")[1]["yhat"].max() == 100.0  # no closed days: every row
+    # only the closed days go: a model whose every row is on a closed day has none, and the next candidate stands in
+    only_closed = rows[(rows["model"] == "LightGBM") | (rows["ds"] == days[2])]
+    assert quantile_residual_source(only_closed, "LightGBM/BottomUp", closed)[0] == "LightGBM"
+
+
 def test_backtest_forecasts_metadata_lists_the_series_that_fell_back(monkeypatch: pytest.MonkeyPatch) -> None:
     import dagster as dg
 
