@@ -250,8 +250,9 @@ def quantile_residual_source(
     ``chosen``: its own; when it has none (its method failed in the backtest), those of BottomUp of its base
     model, else of the base model itself. Returns the model used and its rows (empty when none has any)."""
     base_model = chosen.split("/", 1)[0]
+    closed = pd.DatetimeIndex([]) if closed is None else closed
     for candidate in dict.fromkeys([chosen, f"{base_model}/BottomUp", base_model]):
-        rows = without_days(reconciled_backtest[reconciled_backtest["model"] == candidate], closed if closed is not None else pd.DatetimeIndex([]))
+        rows = without_days(reconciled_backtest[reconciled_backtest["model"] == candidate], closed)
         rows = rows[np.isfinite(rows["y"].to_numpy(dtype=float)) & np.isfinite(rows["yhat"].to_numpy(dtype=float))]
         if len(rows):
             return candidate, rows
