@@ -379,7 +379,7 @@ def test_reconciled_forecasts_fall_back_when_the_chosen_method_fails(degenerate_
     # the backtest ranked mint_shrink first; on the future its residuals (every window, all zero) break it
     metrics = _metrics({f"LightGBM/{MINT_SHRINK}": 0.5, f"LightGBM/{WLS}": 0.6, "LightGBM/BottomUp": 0.7, "LightGBM": 0.8, "SeasonalNaive": 1.0})
     context = dg.build_asset_context()
-    long = reconciled_forecasts(context, base, backtest, metrics, hierarchy.series_keys, hierarchy.structure, hierarchy.series)
+    long = reconciled_forecasts(context, base, backtest, metrics, hierarchy.series_keys, hierarchy.structure, hierarchy.series, ForecastSettings())
 
     meta = context.get_output_metadata("result")
     assert meta["chosen"] == f"LightGBM/{WLS}" and meta["intended"] == f"LightGBM/{MINT_SHRINK}"
@@ -408,7 +408,7 @@ def test_every_method_but_bottom_up_failing_falls_back_to_bottom_up(degenerate_r
     hierarchy, backtest, base = degenerate_reconciliation_inputs
     metrics = _metrics({f"AutoETS/{MINT_SHRINK}": 0.5, f"LightGBM/{MINT_SHRINK}": 0.55, "AutoETS": 0.9})
     context = dg.build_asset_context()
-    long = reconciled_forecasts(context, base, backtest, metrics, hierarchy.series_keys, hierarchy.structure, hierarchy.series)
+    long = reconciled_forecasts(context, base, backtest, metrics, hierarchy.series_keys, hierarchy.structure, hierarchy.series, ForecastSettings())
     meta = context.get_output_metadata("result")
     assert meta["chosen"] == "AutoETS/BottomUp"
     assert "BottomUp, which needs neither residuals nor a solver" in meta["reconciliation_fallback"]

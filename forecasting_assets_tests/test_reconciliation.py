@@ -202,6 +202,41 @@ def test_reconcile_backtest_returns_windows_after_the_first(name: str) -> None:
     assert ("TopDown" in skipped) == (name == "grouped")
 
 
+def test_mint_shrink_residuals_leave_out_the_closed_days() -> None:
+    """A closed day in an earlier window (every store shut, y = 0, the forecasts as usual) is not a forecast
+    error: mint_shrink reconciles later windows as if the day were not in the residuals, and the methods that
+    read no residuals are unchanged."""
+    hierarchy = HIERARCHIES["grouped"]
+    horizon, cutoffs = 5, [DATES[-16], DATES[-11], DATES[-6]]
+    windows = []
+    for k, cutoff in enumerate(cutoffs):
+        dates = pd.date_range(cutoff + pd.Timedelta(days=1), periods=horizon, freq="D")
+        windows.append(incoherent_forecasts(hierarchy, dates, seed=k).assign(cutoff=cutoff)[["unique_id", "ds", "cutoff", "y", *MODELS]])
+    backtest = pd.concat(windows, ignore_index=True)
+    closed_day = cutoffs[0] + pd.Timedelta(days=2)
+    on_closed = backtest["ds"] == closed_day
+    backtest.loc[on_closed, "y"] = 0.0
+    closed = pd.DatetimeIndex([closed_day])
+
+    with_closed, _ = reconcile_backtest(backtest, MODELS, hierarchy.series_keys, hierarchy.structure)
+    without_closed, _ = reconcile_backtest(backtest, MODELS, hierarchy.series_keys, hierarchy.structure, closed=closed)
+    mint = [f"{m}/MinTrace_method-mint_shrink" for m in MODELS]
+    keys = ["unique_id", "ds", "cutoff"]
+    with_closed, without_closed = (f.sort_values(keys).reset_index(drop=True) for f in (with_closed, without_closed))
+    others = [c for c in with_closed.columns if "/" in c and c not in mint]
+    pd.testing.assert_frame_equal(with_closed[keys + others], without_closed[keys + others])
+    assert not np.allclose(with_closed[mint].to_numpy(), without_closed[mint].to_numpy())
+    # the same as reconciling each window with the earlier windows' rows on open days only
+    for cutoff, window in without_closed.groupby("cutoff"):
+        earlier = backtest[(backtest["cutoff"] < cutoff) & ~on_closed]
+        expected, _ = reconcile(backtest[backtest["cutoff"] == cutoff], MODELS, hierarchy.series_keys, hierarchy.structure, residuals=earlier)
+        merged = window.merge(expected, on=["unique_id", "ds"], suffixes=("", "_expected"))
+        assert len(merged) == len(window)
+        for column in mint:
+            np.testing.assert_allclose(merged[column], merged[f"{column}_expected"], rtol=1e-9, atol=1e-9)
+        assert (_gaps(window, hierarchy, mint) <= 1e-6).all()
+
+
 def test_to_long_and_to_wide_round_trip() -> None:
     hierarchy = HIERARCHIES["grouped"]
     base, _ = _split(hierarchy)

@@ -6,7 +6,9 @@ Methods: BottomUp; TopDown (forecast proportions) where the hierarchy is strictl
 the hierarchy is small enough for its dense n×n covariance, else ``MinTraceSparse``.
 
 Residuals for ``mint_shrink`` come from earlier rolling-origin windows (multi-step forecast errors),
-never from the window being reconciled.
+never from the window being reconciled, and leave out the days the business was closed (``closed``): on M5
+each Christmas Day's errors, every series' whole forecast at once, otherwise dominate the shrunk covariance
+of every later window.
 
 A method that fails is skipped with the reason, never the run: all base models are reconciled by a
 method at once, and when that raises each model is tried alone, so that one model's degenerate residuals
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecasting_assets.evaluation.metrics import without_days
 from forecasting_assets.hierarchy.aggregation import summing_matrix, summing_smatrix, tags_from_keys
 
 BASE_METHOD = "base"
@@ -159,10 +162,12 @@ def reconcile(
     structure: pd.DataFrame,
     residuals: pd.DataFrame | None = None,
     strictly_hierarchical: bool | None = None,
+    closed: pd.DatetimeIndex | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Reconcile wide base forecasts (unique_id, ds, models...). Returns wide output and skipped methods.
 
-    ``residuals``: unique_id, ds, y and the same model columns over earlier periods (or None).
+    ``residuals``: unique_id, ds, y and the same model columns over earlier periods (or None); a method that
+    uses them sees none of their rows on the ``closed`` days.
     ``skipped`` says why a forecast is missing, keyed by method (skipped or failed for every model),
     ``model/method`` (failed for that model only) or base model (not reconciled at all).
     """
@@ -171,6 +176,8 @@ def reconcile(
         strictly_hierarchical = is_strictly_hierarchical(series_keys, structure)
     with_residuals = residuals is not None and len(residuals) > 0
     choices, skipped = reconcilers(len(order), strictly_hierarchical, with_residuals, dense_limit=DENSE_LIMIT)
+    if with_residuals and closed is not None and any(choice.needs_residuals for choice in choices):
+        residuals = without_days(residuals, closed)  # copied only where a method reads them
     # a large hierarchy's S stays sparse: dense, M5's would be 42,840 × 30,490 float64 (10 GB)
     s_df = summing_smatrix(structure, order) if len(order) > DENSE_LIMIT else summing_matrix(structure, order)
     tags = tags_from_keys(series_keys)
@@ -260,9 +267,10 @@ def _unmelt(long: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame | None:
 
 
 def reconcile_backtest(
-    backtest: pd.DataFrame, models: list[str], series_keys: pd.DataFrame, structure: pd.DataFrame
+    backtest: pd.DataFrame, models: list[str], series_keys: pd.DataFrame, structure: pd.DataFrame, closed: pd.DatetimeIndex | None = None
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Reconcile each backtest window after the first, with residuals from the windows before it.
+    """Reconcile each backtest window after the first, with residuals from the windows before it (without
+    their rows on the ``closed`` days; the window itself is reconciled whole).
 
     Returns a wide frame (unique_id, ds, cutoff, y, base and reconciled columns) for windows 2..n.
     A forecast that fails in some window is left out of every window (so that the methods are scored on
@@ -274,7 +282,7 @@ def reconcile_backtest(
     for k, cutoff in enumerate(cutoffs[1:], start=1):
         window = backtest[backtest["cutoff"] == cutoff]
         earlier = backtest[backtest["cutoff"].isin(cutoffs[:k])]
-        reconciled, skipped = reconcile(window, models, series_keys, structure, residuals=earlier, strictly_hierarchical=strict)
+        reconciled, skipped = reconcile(window, models, series_keys, structure, residuals=earlier, strictly_hierarchical=strict, closed=closed)
         reconciled = reconciled.merge(window[["unique_id", "ds", "cutoff", "y"]], on=["unique_id", "ds"])
         frames.append(reconciled)
         for key, reason in skipped.items():
