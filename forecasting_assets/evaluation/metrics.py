@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting_assets.ids import as_categorical
+from forecasting_assets.ids import as_categorical, ids_in
 from forecasting_assets.spec import M5_LEVELS, m5_level_id
 
 logger = logging.getLogger(__name__)
@@ -223,6 +223,14 @@ def _weighted_levels(
 # ---------------------------------------------------------------------------------------------- scales
 
 
+def top_level_rows(history: pd.DataFrame, series_keys: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the top level's series (the lowest ``level_order``); every row without keys."""
+    if not len(series_keys) or "level_order" not in series_keys.columns:
+        return history
+    top = series_keys.loc[series_keys["level_order"] == series_keys["level_order"].min(), "unique_id"]
+    return history[ids_in(history["unique_id"], set(top))]
+
+
 def closed_days(history: pd.DataFrame, series_keys: pd.DataFrame, share: float) -> pd.DatetimeIndex:
     """The days the whole business was closed: the top level's sales (the sum of its series, or of every
     series without keys) below ``share`` of their median day. M5: each Christmas Day, 14 units against a
@@ -232,11 +240,7 @@ def closed_days(history: pd.DataFrame, series_keys: pd.DataFrame, share: float) 
     such day's errors, hundreds of times a normal day's, would otherwise decide which model or method wins."""
     if share <= 0 or history.empty:
         return pd.DatetimeIndex([])
-    rows = history
-    if len(series_keys) and "level_order" in series_keys.columns:
-        top = series_keys.loc[series_keys["level_order"] == series_keys["level_order"].min(), "unique_id"]
-        rows = history[history["unique_id"].isin(set(top))]
-    daily = rows.groupby("ds", observed=True)["y"].sum()
+    daily = top_level_rows(history, series_keys).groupby("ds", observed=True)["y"].sum()
     return pd.DatetimeIndex(daily.index[daily < share * daily.median()]).sort_values()
 
 

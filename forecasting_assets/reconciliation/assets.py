@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from forecasting_assets.evaluation.metrics import OVERALL_LEVEL, closed_days, without_days
+from forecasting_assets.evaluation.metrics import OVERALL_LEVEL, closed_days, top_level_rows, without_days
 from forecasting_assets.hierarchy.aggregation import check_coherence
 from forecasting_assets.ids import ids_in
 from forecasting_assets.metadata import forecast_panel_png, frame_metadata, largest_series, png_markdown
@@ -25,11 +25,7 @@ NO_FALLBACK = "none: the backtest-chosen forecast was produced"
 def business_closed_days(hierarchical_series: pd.DataFrame, series_keys: pd.DataFrame, settings: ForecastSettings) -> pd.DatetimeIndex:
     """``closed_days`` of the training part, read from the top level's rows only (at M5 item level the whole
     history is 83 M rows, the top level 1,941)."""
-    rows = hierarchical_series
-    if len(series_keys) and "level_order" in series_keys.columns:
-        top = series_keys.loc[series_keys["level_order"] == series_keys["level_order"].min(), "unique_id"]
-        rows = hierarchical_series[ids_in(hierarchical_series["unique_id"], set(top))]
-    return closed_days(settings.training_part(rows), series_keys, settings.closed_day_share)
+    return closed_days(settings.training_part(top_level_rows(hierarchical_series, series_keys)), series_keys, settings.closed_day_share)
 
 
 @dg.asset(
