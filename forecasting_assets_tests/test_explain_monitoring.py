@@ -13,6 +13,7 @@ from forecasting_assets.hierarchy.aggregation import build_hierarchy
 from forecasting_assets.models import lightgbm_global as lgbm
 from forecasting_assets.monitoring.drift import drift_frame, drift_report, split_windows, standardize
 from forecasting_assets.spec import TOTAL_ID
+from forecasting_assets.storage.files import read_parquet, write_parquet
 
 WEEKLY_PROFILE = np.array([1.3, 1.2, 0.9, 0.8, 0.8, 0.9, 1.1])
 HORIZON = 28
@@ -29,7 +30,7 @@ SERIES_IDS = ["CA", "CA_1", "TX", TOTAL_ID]
     params=[([lgbm.RECURSIVE], 1, lgbm.NO_PARTITION), (list(lgbm.STRATEGIES), 1, lgbm.NO_PARTITION), (list(lgbm.STRATEGIES), 2, lgbm.NO_PARTITION), (list(lgbm.STRATEGIES), 1, lgbm.BOTTOM_PARTITION)],
     ids=["recursive", "ensemble", "ensemble-of-2-models", "partitioned"],
 )
-def explained(request) -> dict:
+def explained(request, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A small global model whose series double on event days; a pure-noise exogenous column beside it.
     Once recursive alone, once the mean of every strategy (SHAP values of the members' mean), once each
     strategy the mean of two LightGBM models (other parameters, other seed), once partitioned (a model for
@@ -47,12 +48,18 @@ def explained(request) -> dict:
         series.append(pd.DataFrame({"unique_id": uid, "ds": dates[:n], "y": y}))
         exog.append(pd.DataFrame({"unique_id": uid, "ds": dates, "event": event, "noise": rng.normal(size=n + HORIZON)}))
     series, exog = pd.concat(series, ignore_index=True), pd.concat(exog, ignore_index=True)
-    keys = pd.DataFrame({"unique_id": SERIES_IDS, "level_order": [1, 2, 1, 0]})
+    # with hierarchy columns, so that the models have the categorical hierarchy codes among their features
+    keys = pd.DataFrame({"unique_id": SERIES_IDS, "level_order": [1, 2, 1, 0], "state_id": ["CA", "CA", "TX", None], "store_id": [None, "CA_1", None, None]})
     frame, static_cols, exog_cols = lgbm.training_frame(series, exog, lgbm.static_table(None, keys))
     setup = lgbm.feature_setup("D", 7, n, HORIZON)
     setup.static_features, setup.exogenous = static_cols, exog_cols
     model = lgbm.fit_global_model(frame, setup, params if n_models > 1 else params[0], strategies=strategies, partition=partition)
     forecasts, features = lgbm.predict_global_model(model, HORIZON, exog, capture_features=True)
+    # explained as the shap_values asset explains them: the feature rows read back from storage, where the
+    # categorical codes come back as integers
+    stored = tmp_path_factory.mktemp("features") / "forecast_features.parquet"
+    features = read_parquet(write_parquet(features, stored))
+    assert features["code_store_id"].dtype == np.int64
     shap_long, base_value = explain(model, features)
     return {"model": model, "forecasts": forecasts, "features": features, "shap": shap_long, "base": base_value}
 

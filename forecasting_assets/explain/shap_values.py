@@ -78,7 +78,10 @@ def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
         estimator = mlf.models_[MODEL_NAME]
         member_names = list(estimator.feature_name_)
         rows = primary if "strategy" not in features.columns else features[features["strategy"] == setup.strategy]
-        matrix = rows.set_index(list(ID_COLUMNS)).reindex(keys)[member_names]  # the primary's row order
+        # the primary's row order, as plain numbers: a categorical feature (the hierarchy codes) is read back from
+        # storage as integers, and LightGBM rejects a frame whose categorical columns differ from its training
+        # frame's; from an array it takes the values as the category codes, which they are (``hierarchy_codes``)
+        matrix = rows.set_index(list(ID_COLUMNS)).reindex(keys)[member_names].to_numpy(dtype=np.float64)
         columns = [names.index(name) for name in member_names]
         models = boosters(estimator)  # a member averages its models: so do their SHAP values
         for booster in models:
@@ -86,7 +89,7 @@ def explain(model, features: pd.DataFrame) -> tuple[pd.DataFrame, float]:
             values[:, columns] += np.asarray(explainer.shap_values(matrix)) / (len(members) * len(models))
             base_value += float(np.ravel(explainer.expected_value)[0]) / (len(members) * len(models))
         unseen = np.isnan(seen[:, columns]).all(axis=0)  # a feature's value, from the first member that has it
-        seen[:, np.asarray(columns)[unseen]] = matrix.to_numpy(dtype=np.float64)[:, unseen]
+        seen[:, np.asarray(columns)[unseen]] = matrix[:, unseen]
 
     std = model.sales_scale(primary["unique_id"].to_numpy(), primary["ds"].to_numpy())  # std (× trend) per row
     n_rows, n_features = values.shape

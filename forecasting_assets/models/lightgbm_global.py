@@ -4,8 +4,9 @@
   smallest department alike;
 * lags and rolling means derived from the season length, date features from the frequency;
 * calendar events (which event, and how near the previous and next ones are) and SNAP as dynamic
-  exogenous features (known in advance), TSFresh features and the
-  intermittency statistics as static features;
+  exogenous features (known in advance), TSFresh features, the
+  intermittency statistics and the series' place in the hierarchy (a categorical code per hierarchy
+  column: its store, its department, …; :func:`hierarchy_codes`) as static features;
 * hyperparameters from an Optuna study (see ``tuning.py``);
 * multi-horizon strategies (``STRATEGIES``): ``recursive`` (lags from 1 on, each step's forecast feeds the
   next) and ``lags_ge_horizon`` (only lags of at least the horizon: every step of the horizon is forecast
@@ -212,15 +213,41 @@ def make_mlforecast(setup: FeatureSetup, params: dict | list[dict], seed: int = 
     )
 
 
+KEY_COLUMNS_NOT_IN_HIERARCHY = ("unique_id", "level", "level_order")
+
+
+def hierarchy_codes(series_keys: pd.DataFrame) -> pd.DataFrame:
+    """unique_id + one categorical ``code_<column>`` per hierarchy column of ``series_keys`` (state_id,
+    store_id, …): the series' value of that column as a code (1, 2, … in sorted order of the values), 0 where
+    the series spans several (the total has 0 everywhere; a department of every store has its department's
+    code and store 0).
+
+    With them one global model can tell which store or department a series belongs to, so a pattern that the
+    series of one department or one store share (their weekly shape, their SNAP or event response) is learnt
+    from all of them at once, at every level the department or store appears in. They are pandas categoricals,
+    so LightGBM splits them as categories (a set of stores against the rest), not as numbers; their categories
+    are every code from 0 up, so that a category's code is its value (the model reads plain arrays of the
+    codes the same way, as shap's TreeExplainer passes them)."""
+    columns = [c for c in series_keys.columns if c not in KEY_COLUMNS_NOT_IN_HIERARCHY]
+    table = series_keys[["unique_id"]].copy()
+    for column in columns:
+        values = series_keys[column].astype("string")
+        order = sorted(values.dropna().unique())
+        codes = values.map({value: k + 1 for k, value in enumerate(order)}).fillna(0).astype(int).to_numpy()
+        table[f"code_{column}"] = pd.Categorical(codes, categories=range(len(order) + 1))
+    return table
+
+
 def static_table(series_features: pd.DataFrame | None, series_keys: pd.DataFrame) -> pd.DataFrame:
-    """unique_id + numeric static features (TSFresh, intermittency, level order), prefixed ``ts_``."""
+    """unique_id + numeric static features: level order, TSFresh and intermittency (prefixed ``ts_``), and the
+    series' place in the hierarchy (:func:`hierarchy_codes`)."""
     table = series_keys[["unique_id", "level_order"]].copy()
     if series_features is not None and len(series_features):
         numeric = series_features.select_dtypes("number")
         renamed = numeric.rename(columns={c: f"ts_{c}" for c in numeric.columns})
         renamed.insert(0, "unique_id", series_features["unique_id"].to_numpy())
         table = table.merge(renamed, on="unique_id", how="left")
-    return table
+    return table.merge(hierarchy_codes(series_keys), on="unique_id", how="left")
 
 
 def training_frame(
@@ -240,7 +267,8 @@ def training_frame(
             if values.dtype != np.float32 or values.isna().any():
                 frame[column] = values.fillna(0.0).astype(np.float32)
     static_cols = [c for c in statics.columns if c != "unique_id"]
-    frame = merge_on_ids(frame, statics.astype({c: np.float32 for c in static_cols}), ["unique_id"], how="left")
+    numeric = [c for c in static_cols if not isinstance(statics[c].dtype, pd.CategoricalDtype)]  # categories stay categories
+    frame = merge_on_ids(frame, statics.astype({c: np.float32 for c in numeric}), ["unique_id"], how="left")
     return frame, static_cols, exog_cols
 
 
