@@ -239,8 +239,8 @@ def hierarchy_codes(series_keys: pd.DataFrame) -> pd.DataFrame:
 
 
 def static_table(series_features: pd.DataFrame | None, series_keys: pd.DataFrame) -> pd.DataFrame:
-    """unique_id + numeric static features: level order, TSFresh and intermittency (prefixed ``ts_``), and the
-    series' place in the hierarchy (:func:`hierarchy_codes`)."""
+    """unique_id + the static features: level order, TSFresh and intermittency (numeric; prefixed ``ts_``), and
+    the series' place in the hierarchy (categorical; :func:`hierarchy_codes`)."""
     table = series_keys[["unique_id", "level_order"]].copy()
     if series_features is not None and len(series_features):
         numeric = series_features.select_dtypes("number")
