@@ -16,6 +16,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from forecasting_assets.hierarchy.aggregation import key_hierarchy_columns
+
 
 def _snap_columns(calendar: pd.DataFrame) -> dict[str, str]:
     return {col[len("snap_"):]: col for col in calendar.columns if col.startswith("snap_")}
@@ -23,9 +25,7 @@ def _snap_columns(calendar: pd.DataFrame) -> dict[str, str]:
 
 def _snap_owner_column(series_keys: pd.DataFrame, members: list[str]) -> str | None:
     """The hierarchy column whose values are the SNAP suffixes (e.g. state_id for snap_CA)."""
-    for col in series_keys.columns:
-        if col in ("unique_id", "level", "level_order"):
-            continue
+    for col in key_hierarchy_columns(series_keys):
         values = set(series_keys[col].dropna().astype(str))
         if values and values <= set(members):
             return col

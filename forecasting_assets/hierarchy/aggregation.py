@@ -15,6 +15,14 @@ import pandas as pd
 from forecasting_assets.spec import TOTAL_ID, level_name
 
 
+SERIES_KEY_COLUMNS = ("unique_id", "level", "level_order")  # series_keys' own columns; the rest are the hierarchy's
+
+
+def key_hierarchy_columns(series_keys: pd.DataFrame) -> list[str]:
+    """The hierarchy columns of a series_keys table (state_id, store_id, …): every column but its own."""
+    return [c for c in series_keys.columns if c not in SERIES_KEY_COLUMNS]
+
+
 @dataclass
 class Hierarchy:
     """Every series of every level plus the structure that links them."""
@@ -109,7 +117,7 @@ def _series_keys(members: pd.DataFrame, levels: list[list[str]], hierarchy_colum
             f"Series ids clash across levels (e.g. {list(dupes.unique()[:3])}): two levels produce the same "
             "id. Give the hierarchy members distinct names."
         )
-    return series_keys[["unique_id", "level", "level_order", *hierarchy_columns]]
+    return series_keys[[*SERIES_KEY_COLUMNS, *hierarchy_columns]]
 
 
 def _member_ids(members: pd.DataFrame, columns: list[str]) -> np.ndarray:

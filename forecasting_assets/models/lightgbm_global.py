@@ -28,6 +28,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from forecasting_assets.hierarchy.aggregation import key_hierarchy_columns
 from forecasting_assets.ids import merge_on_ids
 from forecasting_assets.spec import freq_family
 
@@ -213,9 +214,6 @@ def make_mlforecast(setup: FeatureSetup, params: dict | list[dict], seed: int = 
     )
 
 
-KEY_COLUMNS_NOT_IN_HIERARCHY = ("unique_id", "level", "level_order")
-
-
 def hierarchy_codes(series_keys: pd.DataFrame) -> pd.DataFrame:
     """unique_id + one categorical ``code_<column>`` per hierarchy column of ``series_keys`` (state_id,
     store_id, …): the series' value of that column as a code (1, 2, … in sorted order of the values), 0 where
@@ -228,9 +226,8 @@ def hierarchy_codes(series_keys: pd.DataFrame) -> pd.DataFrame:
     so LightGBM splits them as categories (a set of stores against the rest), not as numbers; their categories
     are every code from 0 up, so that a category's code is its value (the model reads plain arrays of the
     codes the same way, as shap's TreeExplainer passes them)."""
-    columns = [c for c in series_keys.columns if c not in KEY_COLUMNS_NOT_IN_HIERARCHY]
     table = series_keys[["unique_id"]].copy()
-    for column in columns:
+    for column in key_hierarchy_columns(series_keys):
         values = series_keys[column].astype("string")
         order = sorted(values.dropna().unique())
         codes = values.map({value: k + 1 for k, value in enumerate(order)}).fillna(0).astype(int).to_numpy()
