@@ -70,6 +70,7 @@ def build_resources() -> dict:
                     ("refit_max_rows", "FORECASTING_REFIT_MAX_ROWS"),
                     ("ensemble_max_rows", "FORECASTING_ENSEMBLE_MAX_ROWS"),
                     ("ensemble_trials", "FORECASTING_ENSEMBLE_TRIALS"),
+                    ("series_code_max_series", "FORECASTING_SERIES_CODE_MAX_SERIES"),
                     ("statistical_max_rows", "FORECASTING_STATISTICAL_MAX_ROWS"),
                     ("incremental_min_rows", "FORECASTING_INCREMENTAL_MIN_ROWS"),
                 ]

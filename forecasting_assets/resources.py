@@ -57,6 +57,10 @@ class ForecastSettings(dg.ConfigurableResource):
     closed_day_share: float = 0.01
     ensemble_trials: int = 1
     ensemble_max_rows: int = 3_000_000
+    # the global model sees each series' own categorical code (lightgbm_global.series_code) up to this many
+    # series; above, only the hierarchy codes (at M5 item level 42,840 categories would be sorted at every
+    # split, and store × item already names a bottom series); 0: never
+    series_code_max_series: int = 1_000
     # cost budgets for large hierarchies (see README "Scale"): per-series AutoETS on at most this many
     # series (whole levels from the top); the global LightGBM model on at most this many rows (series ×
     # days: the history is cut to the most recent days that fit)
@@ -145,6 +149,10 @@ class ForecastSettings(dg.ConfigurableResource):
         from forecasting_assets.models.tuning import ensemble_params
 
         return ensemble_params(tuning, self.models_for(training_rows), self.ensemble_trials)
+
+    def with_series_code(self, n_series: int) -> bool:
+        """Whether the global model sees each series' own code (see ``series_code_max_series``)."""
+        return 0 < n_series <= self.series_code_max_series
 
     def refit_windows(self, training_rows: int) -> bool:
         """Whether backtests refit the global model per window (see ``refit_max_rows``)."""

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from forecasting_assets.models import lightgbm_global as lgbm
+from forecasting_assets.resources import ForecastSettings
 from forecasting_assets.models.statistical import (
     STAT_MODELS,
     backtest_statistical_with_fallbacks,
@@ -280,12 +281,28 @@ def test_hierarchy_codes_number_each_value_and_zero_where_a_series_spans_several
     assert frame["ts_mean"].dtype == np.float32 and isinstance(frame["code_store_id"].dtype, pd.CategoricalDtype)  # categories stay categories
 
 
-def _two_departments(n: int = 300, horizon: int = 28) -> dict:
+def test_series_code_numbers_each_series_in_sorted_order() -> None:
+    keys = pd.DataFrame({"unique_id": ["b", "Total", "a"], "level_order": [1, 0, 1], "dept_id": ["D", None, "D"]})
+    codes = lgbm.series_code(keys).set_index("unique_id")["code_series"]
+    assert codes.astype(int).to_dict() == {"b": 3, "Total": 1, "a": 2}  # sorted: Total, a, b
+    assert isinstance(codes.dtype, pd.CategoricalDtype) and list(codes.cat.categories) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(codes.cat.codes.to_numpy(), codes.astype(int).to_numpy())
+    assert list(lgbm.static_table(None, keys).columns) == ["unique_id", "level_order", "code_dept_id"]
+    assert list(lgbm.static_table(None, keys, with_series_code=True).columns) == ["unique_id", "level_order", "code_dept_id", "code_series"]
+
+
+def test_series_code_only_up_to_its_series_budget() -> None:
+    assert ForecastSettings().with_series_code(154)  # M5 store × department
+    assert not ForecastSettings().with_series_code(42_840)  # M5 item level
+    assert not ForecastSettings(series_code_max_series=0).with_series_code(154)
+
+
+def _two_departments(n: int = 300, horizon: int = 28, event_share: float = 0.08) -> dict:
     """Eight series of the same levels and weekly shape in two departments: A's sales double on event days,
     B's do not move. Nothing but the department tells the two apart ahead of an event."""
     rng = np.random.default_rng(3)
     dates = pd.date_range("2023-01-01", periods=n + horizon, freq="D")
-    event = (rng.random(n + horizon) < 0.08).astype(float)
+    event = (rng.random(n + horizon) < event_share).astype(float)
     event[[n + k for k in (2, 9, 16, 23)]] = 1.0  # events inside the held-back window
     ids = [f"{dept}_{k}" for dept in "AB" for k in range(4)]
     series, exog = [], []
@@ -319,6 +336,24 @@ def test_hierarchy_codes_let_one_model_learn_what_a_department_shares() -> None:
             again, _ = lgbm.predict_global_model(model, data["horizon"], data["exog"], history=history)
             pd.testing.assert_frame_equal(again, forecasts)
     assert errors["with codes"] < 0.5 * errors["without"], errors
+
+
+def test_series_code_lets_one_model_learn_a_series_own_response() -> None:
+    """A source without hierarchy columns: only the series' own code tells the series that double on event
+    days from those that do not. (900 days with events on 15 % of them: LightGBM splits a categorical of more
+    than four values only where each value has 100 rows, min_data_per_group; 2.8 against 5.5 when written.)"""
+    data = _two_departments(n=900, event_share=0.15)
+    flat = data["keys"].drop(columns="dept_id")
+    errors = {}
+    for name, with_code in (("with series code", True), ("without", False)):
+        frame, static_cols, exog_cols = lgbm.training_frame(data["train"], data["exog"], lgbm.static_table(None, flat, with_series_code=with_code))
+        setup = lgbm.feature_setup("D", 7, data["train"]["ds"].nunique(), data["horizon"])
+        setup.static_features, setup.exogenous = static_cols, exog_cols
+        model = lgbm.fit_global_model(frame, setup, SMALL_LGBM, seed=0)
+        forecasts, _ = lgbm.predict_global_model(model, data["horizon"], data["exog"])
+        scored = data["test"].merge(forecasts, on=["unique_id", "ds"], validate="1:1")
+        errors[name] = rmse(scored["y"], scored[lgbm.MODEL_NAME])
+    assert errors["with series code"] < 0.7 * errors["without"], errors
 
 
 def test_future_exogenous_fills_missing_calendar_with_zero() -> None:

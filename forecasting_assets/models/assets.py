@@ -84,13 +84,14 @@ def _global_inputs(series, exogenous_features, series_features, series_keys, spe
     dates = np.sort(series["ds"].unique())
     if until is not None:
         dates = dates[dates <= np.datetime64(until)]
-    start = settings.global_start_for(len(series_keys) or series["unique_id"].nunique(), dates)
+    n_series = len(series_keys) or series["unique_id"].nunique()
+    start = settings.global_start_for(n_series, dates)
     if until is not None or start is not None:
         keep = series["ds"] <= dates[-1]
         if start is not None:
             keep &= series["ds"] >= start
         series = series[keep].reset_index(drop=True)
-    statics = lgbm.static_table(series_features, series_keys)
+    statics = lgbm.static_table(series_features, series_keys, with_series_code=settings.with_series_code(n_series))
     frame, static_cols, exog_cols = lgbm.training_frame(series, recent_history(_exogenous_or_none(exogenous_features), start), statics)
     horizon = settings.horizon_for(spec)
     setup = lgbm.feature_setup(spec.frequency, spec.season_length, series["ds"].nunique(), horizon)

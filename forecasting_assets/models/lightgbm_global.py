@@ -6,7 +6,9 @@
 * calendar events (which event, and how near the previous and next ones are) and SNAP as dynamic
   exogenous features (known in advance), TSFresh features, the
   intermittency statistics and the series' place in the hierarchy (a categorical code per hierarchy
-  column: its store, its department, …; :func:`hierarchy_codes`) as static features;
+  column: its store, its department, …; :func:`hierarchy_codes`) and, up to
+  ``ForecastSettings.series_code_max_series`` series, each series' own code (:func:`series_code`) as static
+  features;
 * hyperparameters from an Optuna study (see ``tuning.py``);
 * multi-horizon strategies (``STRATEGIES``): ``recursive`` (lags from 1 on, each step's forecast feeds the
   next) and ``lags_ge_horizon`` (only lags of at least the horizon: every step of the horizon is forecast
@@ -235,16 +237,29 @@ def hierarchy_codes(series_keys: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def static_table(series_features: pd.DataFrame | None, series_keys: pd.DataFrame) -> pd.DataFrame:
-    """unique_id + the static features: level order, TSFresh and intermittency (numeric; prefixed ``ts_``), and
-    the series' place in the hierarchy (categorical; :func:`hierarchy_codes`)."""
+def series_code(series_keys: pd.DataFrame) -> pd.DataFrame:
+    """unique_id + ``code_series``: each series' own categorical code (1, 2, … in sorted order of the ids).
+
+    With it the model can learn what is particular to one series (its own weekly shape, its own response to
+    an event) beyond what its store and department share (:func:`hierarchy_codes`). Categories from 0 up, as
+    there, so that a category's code is its value."""
+    ids = sorted(series_keys["unique_id"].astype(str).unique())
+    codes = series_keys["unique_id"].astype(str).map({uid: k + 1 for k, uid in enumerate(ids)}).to_numpy()
+    return pd.DataFrame({"unique_id": series_keys["unique_id"].to_numpy(), "code_series": pd.Categorical(codes, categories=range(len(ids) + 1))})
+
+
+def static_table(series_features: pd.DataFrame | None, series_keys: pd.DataFrame, with_series_code: bool = False) -> pd.DataFrame:
+    """unique_id + the static features: level order, TSFresh and intermittency (numeric; prefixed ``ts_``), the
+    series' place in the hierarchy (categorical; :func:`hierarchy_codes`) and, with ``with_series_code``, the
+    series' own code (categorical; :func:`series_code`)."""
     table = series_keys[["unique_id", "level_order"]].copy()
     if series_features is not None and len(series_features):
         numeric = series_features.select_dtypes("number")
         renamed = numeric.rename(columns={c: f"ts_{c}" for c in numeric.columns})
         renamed.insert(0, "unique_id", series_features["unique_id"].to_numpy())
         table = table.merge(renamed, on="unique_id", how="left")
-    return table.merge(hierarchy_codes(series_keys), on="unique_id", how="left")
+    table = table.merge(hierarchy_codes(series_keys), on="unique_id", how="left")
+    return table.merge(series_code(series_keys), on="unique_id", how="left") if with_series_code else table
 
 
 def training_frame(
