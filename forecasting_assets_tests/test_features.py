@@ -322,3 +322,73 @@ def test_parallel_extraction_finishes_when_the_parent_ignored_sigterm(ignored: s
         child.communicate()
         pytest.fail("parallel extraction hung: a pool worker ignored SIGTERM")
     assert child.returncode == 0 and "finished" in out, err[-2000:]
+
+
+# ---- how the sales of a series' store and department have been moving (features/exogenous.py)
+
+
+def _two_stores_two_departments(days: int = 500, doubled_from: int = 430) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Bottom sales of stores S1, S2 × departments D1, D2, 10 a day each; S2's double from day ``doubled_from``."""
+    dates = pd.date_range("2022-01-01", periods=days, freq="D")
+    rows = []
+    for store in ("S1", "S2"):
+        for dept in ("D1", "D2"):
+            y = np.full(days, 10.0)
+            if store == "S2":
+                y[doubled_from:] = 20.0
+            rows.append(pd.DataFrame({"store_id": store, "dept_id": dept, "ds": dates, "y": y}))
+    keys = pd.DataFrame(
+        {
+            "unique_id": ["Total", "S1", "S2", "D1", "D2", "S1/D1", "S1/D2", "S2/D1", "S2/D2"],
+            "level": ["total", "store_id", "store_id", "dept_id", "dept_id", *["store_id/dept_id"] * 4],
+            "level_order": [0, 1, 1, 1, 1, 2, 2, 2, 2],
+            "store_id": [None, "S1", "S2", None, None, "S1", "S1", "S2", "S2"],
+            "dept_id": [None, None, None, "D1", "D2", "D1", "D2", "D1", "D2"],
+        }
+    )
+    return pd.concat(rows, ignore_index=True), keys
+
+
+def test_parent_changes_by_hand() -> None:
+    from forecasting_assets.features.exogenous import parent_change_exogenous
+
+    sales, keys = _two_stores_two_departments()
+    changes = parent_change_exogenous(sales, keys, ["store_id", "dept_id"], season_length=7, horizon=3, freq="D")
+    assert list(changes.columns) == ["unique_id", "ds", "store_id_recent_change", "store_id_yearly_change", "dept_id_recent_change", "dept_id_yearly_change"]
+    at = changes.set_index(["unique_id", "ds"])
+    day = pd.Timestamp("2022-01-01") + pd.Timedelta(days=439)  # the known days (3 back): the last 7 doubled, 21 of 28 not
+    expected = {
+        ("S2/D1", "store_id_recent_change"): np.log(41) - np.log(26),  # store S2: 20 → 40 a day
+        ("S1/D1", "store_id_recent_change"): 0.0,
+        ("D1", "store_id_recent_change"): np.log(61) - np.log(46),  # no store: the total, 40 → 60
+        ("S2/D1", "dept_id_recent_change"): np.log(31) - np.log(23.5),  # department D1 over both stores: 20 → 30
+        ("S2", "dept_id_recent_change"): np.log(61) - np.log(46),  # no department: the total
+    }
+    for (uid, column), value in expected.items():
+        assert at.loc[(uid, day), column] == pytest.approx(value, abs=1e-5), (uid, column)
+    later = pd.Timestamp("2022-01-01") + pd.Timedelta(days=470)  # the last 28 known days doubled; a year before, not
+    assert at.loc[("S2/D2", later), "store_id_recent_change"] == pytest.approx(0.0, abs=1e-6)
+    assert at.loc[("S2/D2", later), "store_id_yearly_change"] == pytest.approx(np.log(41) - np.log(21), abs=1e-5)
+    assert at.loc[("S1/D2", later), "store_id_yearly_change"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_parent_changes_are_known_over_the_horizon_and_read_nothing_newer() -> None:
+    """Rows run to the horizon's last day, and a day's sales move no feature before that day + horizon."""
+    from forecasting_assets.features.exogenous import parent_change_exogenous
+
+    sales, keys = _two_stores_two_departments(days=120, doubled_from=60)
+    args = (keys, ["store_id", "dept_id"], 7, 5, "D")
+    changes = parent_change_exogenous(sales, *args)
+    last = sales["ds"].max()
+    assert changes["ds"].max() == last + pd.Timedelta(days=5)
+    assert len(changes) == len(keys) * (120 + 5) and changes.drop(columns=["unique_id", "ds"]).notna().all().all()
+    moved = sales.copy()
+    moved.loc[moved["ds"] == last, "y"] *= 10  # the last day's sales
+    again = parent_change_exogenous(moved, *args)
+    before = changes["ds"] < last + pd.Timedelta(days=5)
+    pd.testing.assert_frame_equal(again[before], changes[before])
+    assert not again[~before].equals(changes[~before])
+    assert parent_change_exogenous(sales, keys, [], 7, 5, "D") is None  # a bottom level without key columns
+    start = last - pd.Timedelta(days=9)
+    cut = parent_change_exogenous(sales, *args, start=start)
+    pd.testing.assert_frame_equal(cut.reset_index(drop=True), changes[changes["ds"] >= start].reset_index(drop=True))

@@ -5,7 +5,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from forecasting_assets.features.exogenous import calendar_exogenous, price_exogenous
+from forecasting_assets.features.exogenous import calendar_exogenous, parent_change_exogenous, price_exogenous
 from forecasting_assets.features.series_features import compute_series_features, intermittency_classes
 from forecasting_assets.ids import merge_on_ids
 from forecasting_assets.metadata import frame_metadata
@@ -49,8 +49,10 @@ def series_features(
     group_name="features",
     description=(
         "Exogenous features per series and day, over the history and the horizon: calendar events (which "
-        "event, and the periods to the next and since the last one) and SNAP (known in advance), and the price "
-        "relative to the recent regular price where the source has prices."
+        "event, and the periods to the next and since the last one) and SNAP (known in advance), the price "
+        "relative to the recent regular price where the source has prices, and how the sales of the series' "
+        "store and department (each bottom-level column) have been moving, from sales at least a horizon back "
+        "(<column>_recent_change, <column>_yearly_change)."
     ),
 )
 def exogenous_features(
@@ -85,14 +87,20 @@ def exogenous_features(
     )
     if prices is not None and first_day is not None:
         prices = prices[prices["ds"] >= first_day].reset_index(drop=True)
-    frames = [f for f in (calendar, prices) if f is not None]
-    if not frames:
+    changes = parent_change_exogenous(
+        settings.training_part(validated_sales[[c for c in bottom_columns if c in validated_sales] + ["ds", "y"]]), series_keys, bottom_columns, spec.season_length, horizon, spec.frequency, start=first_day
+    )
+    exogenous = None
+    for frame in (calendar, prices, changes):
+        if frame is None:
+            continue
+        exogenous = frame if exogenous is None else merge_on_ids(exogenous, frame, ["unique_id", "ds"], how="outer")
+    if exogenous is None:
         exogenous = pd.DataFrame({"unique_id": pd.Series(dtype=str), "ds": pd.Series(dtype="datetime64[ns]")})
-    elif len(frames) == 1:
-        exogenous = frames[0]
-    else:
-        exogenous = merge_on_ids(calendar, prices, ["unique_id", "ds"], how="outer")
+    if "price_ratio" in exogenous:
         exogenous["price_ratio"] = exogenous["price_ratio"].fillna(1.0)
+    change_columns = [c for c in exogenous.columns if c.endswith(("_recent_change", "_yearly_change"))]
+    exogenous[change_columns] = exogenous[change_columns].fillna(0.0)
     context.add_output_metadata(
         {
             **frame_metadata(exogenous),

@@ -166,3 +166,56 @@ def price_exogenous(
             "price_ratio": means.reshape(-1).astype(np.float32),
         }
     )
+
+
+def parent_change_exogenous(
+    sales: pd.DataFrame,
+    series_keys: pd.DataFrame,
+    bottom_columns: list[str],
+    season_length: int,
+    horizon: int,
+    freq: str,
+    start: pd.Timestamp | None = None,
+) -> pd.DataFrame | None:
+    """unique_id, ds and two features per bottom-level column (a store, a department, …) that tell a series how
+    the sales it belongs to have been moving: ``<column>_recent_change`` and ``<column>_yearly_change``.
+
+    For ``store_id`` they are read from the series' store's total sales (every department), for ``dept_id`` from
+    its department's total (every store); a series spanning several values of the column (a department over
+    every store) reads the grand total. Both look only at periods at least ``horizon`` back, so they are known
+    over the whole horizon and a backtest window never sees its own sales:
+
+    * ``recent_change``: log of the mean of the last season (7 days) over the mean of the last four seasons;
+    * ``yearly_change``: log of the mean of the last four seasons over the same periods a year before.
+
+    Logs of ``1 + sales``, so zero-sale periods stay finite; 0 where the history is too short. None when the
+    bottom level has no key columns. Rows from ``start`` (default: the first sale; the changes are computed
+    on all the sales either way) to ``horizon`` periods after the last sale.
+    """
+    from forecasting_assets.schedule import periods_per_year
+
+    columns = [c for c in bottom_columns if c in sales.columns and c in series_keys.columns]
+    if not columns or sales.empty:
+        return None
+    s = max(season_length, 1)
+    year = max(s, round(periods_per_year(freq) / s) * s)
+    step = pd.tseries.frequencies.to_offset(freq)
+    dates = pd.date_range(sales["ds"].min(), sales["ds"].max() + step * horizon, freq=freq)
+    total = sales.groupby("ds", observed=True)["y"].sum()
+    kept = dates >= start if start is not None else np.ones(len(dates), dtype=bool)
+    n_series, n_dates = len(series_keys), int(kept.sum())
+    out = pd.DataFrame({"unique_id": np.repeat(series_keys["unique_id"].to_numpy(), n_dates), "ds": np.tile(dates[kept], n_series)})
+    for column in columns:
+        totals = sales.groupby([column, "ds"], observed=True)["y"].sum().unstack(column)
+        totals.columns = totals.columns.astype(str)
+        totals["__total__"] = total
+        known = totals.reindex(dates).fillna(0.0).shift(horizon)  # at t: the sales of t - horizon
+        short, long = (np.log1p(known.rolling(w, min_periods=1).mean()) for w in (s, 4 * s))
+        recent = (short - long).fillna(0.0)
+        yearly = (long - long.shift(year)).fillna(0.0)
+        owner = series_keys[column].astype("string").fillna("__total__").to_numpy()
+        index = recent.columns.get_indexer(owner)
+        index = np.where(index >= 0, index, recent.columns.get_loc("__total__"))  # a value without sales: the total's
+        out[f"{column}_recent_change"] = recent.to_numpy(np.float32)[kept][:, index].T.reshape(-1)
+        out[f"{column}_yearly_change"] = yearly.to_numpy(np.float32)[kept][:, index].T.reshape(-1)
+    return out
