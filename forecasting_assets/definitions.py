@@ -6,7 +6,8 @@ FORECASTING_BACKTEST_WINDOWS (rolling-origin backtest windows; default 3),
 FORECASTING_LIGHTGBM_MODELS (LightGBM models averaged per strategy, each with its own seed; default 3, up to
 FORECASTING_ENSEMBLE_MAX_ROWS training rows), FORECASTING_ENSEMBLE_TRIALS (their parameters: the best N trials'
 in turn; default 1), FORECASTING_LIGHTGBM_PARTITION (``bottom``, the default: one LightGBM model for the bottom level's series and
-one for the aggregated levels'; ``none``: one model over every series),
+one for the aggregated levels'; ``none``: one model over every series), FORECASTING_SERIES_CODE_MAX_SERIES (up to this
+many series the global model sees each series' own code; default 1,000; 0: never),
 FORECASTING_WEIGHTS (an M5 weights CSV), FORECASTING_LANDING (landing folder; default data/landing),
 FORECASTING_DRIFT_THRESHOLD / FORECASTING_ERROR_THRESHOLD / FORECASTING_APPROVAL_DRIFT_THRESHOLD (automation),
 FORECASTING_RETRAIN_TRIALS / FORECASTING_RETRAIN_TIMEOUT_S (the retrain's Optuna budget),
