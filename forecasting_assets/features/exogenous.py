@@ -1,4 +1,6 @@
-"""Calendar features per series and period: events and SNAP days (known in advance, so usable ahead).
+"""Exogenous features per series and period, all known over the forecast horizon: events and SNAP days (from
+the calendar, :func:`calendar_exogenous`), the price against its recent regular price (:func:`price_exogenous`)
+and how the sales of the series' store and department have been moving (:func:`parent_change_exogenous`).
 
 For a series inside one state, ``snap`` is that state's SNAP flag; for a series spanning several states
 (the total, a category) it is the share of states with SNAP that day. Event columns are the same for

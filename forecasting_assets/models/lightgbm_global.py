@@ -3,8 +3,9 @@
 * target normalized per series (``LocalStandardScaler``) so that one model serves the total and the
   smallest department alike;
 * lags and rolling means derived from the season length, date features from the frequency;
-* calendar events (which event, and how near the previous and next ones are) and SNAP as dynamic
-  exogenous features (known in advance), TSFresh features, the
+* calendar events (which event, and how near the previous and next ones are), SNAP and how the sales of the
+  series' store and department have been moving (from sales a horizon back) as dynamic exogenous features
+  (known over the horizon; ``features/exogenous.py``), TSFresh features, the
   intermittency statistics and the series' place in the hierarchy (a categorical code per hierarchy
   column: its store, its department, …; :func:`hierarchy_codes`) and, up to
   ``ForecastSettings.series_code_max_series`` series, each series' own code (:func:`series_code`) as static
