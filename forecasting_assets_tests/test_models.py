@@ -318,19 +318,24 @@ def _two_departments(n: int = 300, horizon: int = 28, event_share: float = 0.08)
     return {"train": series[series["ds"] <= cut], "test": series[series["ds"] > cut], "exog": exog, "keys": keys, "horizon": horizon}
 
 
+def _fit_on_statics(data: dict, statics: pd.DataFrame):
+    """The global model fitted on ``data``'s history with ``statics``: (model, forecasts, RMSE on the held-back days)."""
+    frame, static_cols, exog_cols = lgbm.training_frame(data["train"], data["exog"], statics)
+    setup = lgbm.feature_setup("D", 7, data["train"]["ds"].nunique(), data["horizon"])
+    setup.static_features, setup.exogenous = static_cols, exog_cols
+    model = lgbm.fit_global_model(frame, setup, SMALL_LGBM, seed=0)
+    forecasts, _ = lgbm.predict_global_model(model, data["horizon"], data["exog"])
+    scored = data["test"].merge(forecasts, on=["unique_id", "ds"], validate="1:1")
+    return model, forecasts, rmse(scored["y"], scored[lgbm.MODEL_NAME])
+
+
 def test_hierarchy_codes_let_one_model_learn_what_a_department_shares() -> None:
     """With the department's code the global model forecasts A's event-day peaks and B's flat days; without
     it, it blurs the two departments' responses."""
     data = _two_departments()
     errors = {}
     for name, keys in (("with codes", data["keys"]), ("without", data["keys"].drop(columns="dept_id"))):
-        frame, static_cols, exog_cols = lgbm.training_frame(data["train"], data["exog"], lgbm.static_table(None, keys))
-        setup = lgbm.feature_setup("D", 7, data["train"]["ds"].nunique(), data["horizon"])
-        setup.static_features, setup.exogenous = static_cols, exog_cols
-        model = lgbm.fit_global_model(frame, setup, SMALL_LGBM, seed=0)
-        forecasts, _ = lgbm.predict_global_model(model, data["horizon"], data["exog"])
-        scored = data["test"].merge(forecasts, on=["unique_id", "ds"], validate="1:1")
-        errors[name] = rmse(scored["y"], scored[lgbm.MODEL_NAME])
+        model, forecasts, errors[name] = _fit_on_statics(data, lgbm.static_table(None, keys))
         if name == "with codes":  # the nightly refresh reads the statics back from the model: the same forecast
             history, _, _ = lgbm.training_frame(data["train"], data["exog"], model.statics())
             again, _ = lgbm.predict_global_model(model, data["horizon"], data["exog"], history=history)
@@ -344,15 +349,7 @@ def test_series_code_lets_one_model_learn_a_series_own_response() -> None:
     than four values only where each value has 100 rows, min_data_per_group; 2.8 against 5.5 when written.)"""
     data = _two_departments(n=900, event_share=0.15)
     flat = data["keys"].drop(columns="dept_id")
-    errors = {}
-    for name, with_code in (("with series code", True), ("without", False)):
-        frame, static_cols, exog_cols = lgbm.training_frame(data["train"], data["exog"], lgbm.static_table(None, flat, with_series_code=with_code))
-        setup = lgbm.feature_setup("D", 7, data["train"]["ds"].nunique(), data["horizon"])
-        setup.static_features, setup.exogenous = static_cols, exog_cols
-        model = lgbm.fit_global_model(frame, setup, SMALL_LGBM, seed=0)
-        forecasts, _ = lgbm.predict_global_model(model, data["horizon"], data["exog"])
-        scored = data["test"].merge(forecasts, on=["unique_id", "ds"], validate="1:1")
-        errors[name] = rmse(scored["y"], scored[lgbm.MODEL_NAME])
+    errors = {name: _fit_on_statics(data, lgbm.static_table(None, flat, with_series_code=with_code))[2] for name, with_code in (("with series code", True), ("without", False))}
     assert errors["with series code"] < 0.7 * errors["without"], errors
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from forecasting_assets.evaluation.metrics import OVERALL_LEVEL
+from forecasting_assets_tests.conftest import TINY_HORIZON
 from forecasting_assets.hierarchy.aggregation import check_coherence
 
 pytestmark = pytest.mark.slow
@@ -96,6 +97,26 @@ def test_lightgbm_and_chosen_forecast_beat_seasonal_naive_on_the_held_back_windo
     chosen = metrics.loc[metrics["is_chosen"], "model"].iloc[0]
     assert overall["LightGBM"] < overall["SeasonalNaive"]
     assert overall[chosen] < overall["SeasonalNaive"]
+
+
+def test_sales_change_features_of_the_held_back_days_read_only_training_days(tiny_project):
+    """The store and item sales changes over the held-back window equal those computed from the training days
+    alone: the days held back (in validated_sales, as the truth) never reach a feature."""
+    from forecasting_assets.features.exogenous import parent_change_exogenous
+
+    exogenous = _table(tiny_project, "exogenous_features")
+    sales, keys = _table(tiny_project, "validated_sales"), _table(tiny_project, "series_keys")
+    train_end = pd.Timestamp(tiny_project["train_end"])
+    assert sales["ds"].max() > train_end  # the truth is there to leak
+    bottom_columns = keys.loc[keys["level_order"].idxmax(), "level"].split("/")
+    columns = [f"{c}_{kind}_change" for c in bottom_columns for kind in ("recent", "yearly")]
+    assert set(columns) <= set(exogenous.columns)
+    expected = parent_change_exogenous(sales[sales["ds"] <= train_end], keys, bottom_columns, 7, TINY_HORIZON, "D")
+    held_back = exogenous[exogenous["ds"] > train_end].merge(expected, on=["unique_id", "ds"], suffixes=("", "_expected"))
+    assert held_back["ds"].nunique() == TINY_HORIZON and held_back["unique_id"].nunique() == len(keys)
+    for column in columns:
+        assert (held_back[column] - held_back[f"{column}_expected"]).abs().max() < 1e-6, column
+    assert held_back[columns].abs().to_numpy().max() > 0  # not all zero
 
 
 def test_shap_values_explain_every_feature_of_the_forecasts(tiny_project):
