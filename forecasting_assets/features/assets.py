@@ -87,20 +87,20 @@ def exogenous_features(
     )
     if prices is not None and first_day is not None:
         prices = prices[prices["ds"] >= first_day].reset_index(drop=True)
-    changes = parent_change_exogenous(
-        settings.training_part(validated_sales[[c for c in bottom_columns if c in validated_sales] + ["ds", "y"]]), series_keys, bottom_columns, spec.season_length, horizon, spec.frequency, start=first_day
-    )
+    # from the training days only: days after train_end are the truth of the holdout
+    sold = settings.training_part(validated_sales[[c for c in bottom_columns if c in validated_sales] + ["ds", "y"]])
+    changes = parent_change_exogenous(sold, series_keys, bottom_columns, spec.season_length, horizon, spec.frequency, start=first_day)
     exogenous = None
     for frame in (calendar, prices, changes):
-        if frame is None:
-            continue
-        exogenous = frame if exogenous is None else merge_on_ids(exogenous, frame, ["unique_id", "ds"], how="outer")
+        if frame is not None:
+            exogenous = frame if exogenous is None else merge_on_ids(exogenous, frame, ["unique_id", "ds"], how="outer")
     if exogenous is None:
         exogenous = pd.DataFrame({"unique_id": pd.Series(dtype=str), "ds": pd.Series(dtype="datetime64[ns]")})
-    if "price_ratio" in exogenous:
+    if prices is not None:
         exogenous["price_ratio"] = exogenous["price_ratio"].fillna(1.0)
-    change_columns = [c for c in exogenous.columns if c.endswith(("_recent_change", "_yearly_change"))]
-    exogenous[change_columns] = exogenous[change_columns].fillna(0.0)
+    if changes is not None:  # the calendar's days past the horizon
+        change_columns = list(changes.columns[2:])
+        exogenous[change_columns] = exogenous[change_columns].fillna(0.0)
     context.add_output_metadata(
         {
             **frame_metadata(exogenous),
