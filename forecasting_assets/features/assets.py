@@ -74,7 +74,11 @@ def exogenous_features(
     calendar = calendar_exogenous(series_keys, calendar_days if len(calendar_days) else None)
     bottom_level = series_keys.loc[series_keys["level_order"].idxmax(), "level"]
     bottom_columns = [] if bottom_level == "total" else bottom_level.split("/")
-    priced = settings.training_part(validated_sales) if "price" in validated_sales else validated_sales
+    # the training days only (days after train_end are the holdout's truth), of the columns the prices and the
+    # sales changes read: one copy of the history, not one per feature
+    wanted = [c for c in bottom_columns if c in validated_sales] + ["ds", "y"] + (["price"] if "price" in validated_sales else [])
+    training_sales = settings.training_part(validated_sales[wanted])
+    priced = training_sales
     if first_day is not None and "price" in priced:  # and the weeks the regular price looks back over
         priced = priced[priced["ds"] >= first_day - pd.tseries.frequencies.to_offset(spec.frequency) * (8 * max(spec.season_length, 1))]
     prices = price_exogenous(
@@ -87,9 +91,7 @@ def exogenous_features(
     )
     if prices is not None and first_day is not None:
         prices = prices[prices["ds"] >= first_day].reset_index(drop=True)
-    # from the training days only: days after train_end are the truth of the holdout
-    sold = settings.training_part(validated_sales[[c for c in bottom_columns if c in validated_sales] + ["ds", "y"]])
-    changes = parent_change_exogenous(sold, series_keys, bottom_columns, spec.season_length, horizon, spec.frequency, start=first_day)
+    changes = parent_change_exogenous(training_sales, series_keys, bottom_columns, spec.season_length, horizon, spec.frequency, start=first_day)
     exogenous = None
     for frame in (calendar, prices, changes):
         if frame is not None:

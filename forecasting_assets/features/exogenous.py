@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting_assets.hierarchy.aggregation import key_hierarchy_columns
+from forecasting_assets.schedule import periods_per_year
 
 
 def _snap_columns(calendar: pd.DataFrame) -> dict[str, str]:
@@ -194,8 +195,6 @@ def parent_change_exogenous(
     bottom level has no key columns. Rows from ``start`` (default: the first sale; the changes are computed
     on all the sales either way) to ``horizon`` periods after the last sale.
     """
-    from forecasting_assets.schedule import periods_per_year
-
     columns = [c for c in bottom_columns if c in sales.columns and c in series_keys.columns]
     if not columns or sales.empty:
         return None
